@@ -1,0 +1,32 @@
+# Every target creates .venv (and installs the project into it) when missing.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+export MLFLOW_TRACKING_URI ?= sqlite:///$(abspath mlflow.db)
+
+.PHONY: repro test test-slow bench ui lint clean-runs
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+repro: $(STAMP)         ## the default pipeline: dvc repro on params.yaml
+	dvc repro
+
+test: $(STAMP)          ## the default test suite (slow tests deselected)
+	$(PY) -m pytest -q
+
+test-slow: $(STAMP)     ## only the long end-to-end tests
+	$(PY) -m pytest -q -m slow
+
+bench: $(STAMP)         ## benchmarks with side-by-side ratios -> reports/bench.json
+	$(PY) -m benchmarks
+
+ui: $(STAMP)            ## the MLflow UI on http://127.0.0.1:5000
+	mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port 5000
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check ripu pipelines tests benchmarks

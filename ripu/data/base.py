@@ -1,0 +1,162 @@
+"""Common base of the on-disk segmentation datasets: layout checks, decoding, mapping."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+
+from ripu.data.labels import class_names, map_labels
+from ripu.data.transforms import SegTransform
+from ripu.errors import DatasetError, RipuError
+
+Item = tuple[Path, Path, str]
+Transform = Callable[..., tuple[torch.Tensor, torch.Tensor]]
+
+
+def require_dir(path: Path, what: str) -> Path:
+    """Return ``path`` if it is a directory, else raise DatasetError saying what was expected."""
+    if not path.is_dir():
+        raise DatasetError(f"{what} not found: expected a directory at {path}")
+    return path
+
+
+def pair_items(
+    dataset: str,
+    images: Mapping[str, Path],
+    labels: Mapping[str, Path],
+    image_dir: Path,
+    label_dir: Path,
+) -> list[Item]:
+    """Pair image and label files by id, checking the set is non-empty and complete.
+
+    ``images`` and ``labels`` map an image id to its file.
+    """
+    if not images:
+        raise DatasetError(f"{dataset}: no images found under {image_dir}")
+    if len(images) != len(labels):
+        raise DatasetError(
+            f"{dataset}: {len(images)} images under {image_dir} but {len(labels)} labels "
+            f"under {label_dir}"
+        )
+    for image_id in sorted(images):
+        if image_id not in labels:
+            raise DatasetError(
+                f"{dataset}: image {images[image_id]} has no label (expected one in {label_dir})"
+            )
+    return [(images[i], labels[i], i) for i in sorted(images)]
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """Decode an image file to uint8 RGB.
+
+    Shape:
+        returns (H, W, 3) uint8
+    """
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise DatasetError(f"cannot read image {path} (missing, truncated or not an image)")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def read_index_png(path: Path) -> np.ndarray:
+    """Decode an 8-bit single-channel or palette label PNG to its stored indices.
+
+    PIL is used because OpenCV expands palette PNGs (GTA5 labels) into colours.
+
+    Shape:
+        returns (H, W) uint8
+    """
+    try:
+        with Image.open(path) as img:
+            mode = img.mode
+            indices = np.array(img)
+    except (OSError, SyntaxError, ValueError) as err:
+        raise DatasetError(f"cannot read label {path} (missing, truncated or not an image)") from err
+    if mode not in ("L", "P"):
+        raise DatasetError(f"label {path} has mode {mode}; expected a single-channel or palette PNG")
+    return indices.astype(np.uint8, copy=False)
+
+
+class SegmentationDataset(torch.utils.data.Dataset):
+    """Images and labels on disk; items are (image_path, label_path, image_id), sorted by id.
+
+    Subclasses implement ``_decode_label`` (raw ids) and pass the id mapping and the set
+    of ids their label files may contain.
+
+    ``__getitem__(i)`` returns ``{"image": (3, H, W) float32 normalised, "label": (H, W)
+    int64 class indices with 255 ignore, "id": str, "index": int}``.
+    """
+
+    name = "dataset"
+
+    def __init__(
+        self,
+        items: Sequence[Item],
+        mapping: Mapping[int, int],
+        known_ids: Iterable[int],
+        num_classes: int,
+        transform: Transform | None = None,
+    ) -> None:
+        self.items = sorted(items, key=lambda item: item[2])
+        self.mapping = dict(mapping)
+        self.known_ids = tuple(sorted(set(known_ids)))
+        self.num_classes = num_classes
+        self.class_names = class_names(num_classes)
+        self.transform = transform if transform is not None else SegTransform()
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({len(self)} images, {self.num_classes} classes)"
+
+    @property
+    def ids(self) -> list[str]:
+        return [item[2] for item in self.items]
+
+    def _decode_label(self, path: Path) -> np.ndarray:
+        """Raw label ids of one file. Shape: returns (H, W) integer."""
+        return read_index_png(path)
+
+    def read_image(self, index: int) -> np.ndarray:
+        """The RGB image, untransformed. Shape: returns (H, W, 3) uint8."""
+        return read_rgb(self.items[index][0])
+
+    def read_label(self, index: int) -> np.ndarray:
+        """The label in class indices (255 ignore), untransformed. Shape: returns (H, W) uint8."""
+        path = self.items[index][1]
+        return map_labels(self._decode_label(path), self.mapping, self.known_ids, source=str(path))
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} images")
+        image_path, label_path, image_id = self.items[index]
+        image, label = self.read_image(index), self.read_label(index)
+        try:
+            image_t, label_t = self.transform(image, label, None)
+        except RipuError as err:
+            raise DatasetError(f"{image_path} / {label_path}: {err}") from err
+        return {"image": image_t, "label": label_t, "id": image_id, "index": index}
+
+
+def files_by_id(directory: Path, pattern: str, suffix: str = ".png") -> dict[str, Path]:
+    """Files under ``directory`` matching ``pattern``, keyed by their relative path without
+    ``suffix`` (for ``"*/*_leftImg8bit.png"`` with that suffix: ``"city/name"``)."""
+    found: dict[str, Path] = {}
+    for path in directory.glob(pattern):
+        if path.is_file():
+            key = path.relative_to(directory).as_posix()
+            found[key[: -len(suffix)] if key.endswith(suffix) else key] = path
+    return found
+
+
+def check_split(dataset: str, split: str, valid: Sequence[str]) -> None:
+    """Raise RipuError unless ``split`` is one of ``valid``."""
+    if split not in valid:
+        raise RipuError(f"{dataset}: unknown split {split!r}; expected one of {', '.join(valid)}")

@@ -1,0 +1,133 @@
+"""Joint image/label transforms: resize, random crop, random horizontal flip, normalise.
+
+Sizes are given as (W, H), as OpenCV and the papers' configs write them.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+
+from ripu.data.labels import IGNORE_INDEX
+from ripu.errors import RipuError
+
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+
+def _stats(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    shape = (3, 1, 1) if image.dim() == 3 else (1, 3, 1, 1)
+    mean = torch.tensor(IMAGENET_MEAN, dtype=image.dtype, device=image.device).view(shape)
+    std = torch.tensor(IMAGENET_STD, dtype=image.dtype, device=image.device).view(shape)
+    return mean, std
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """uint8 RGB image -> float tensor in [0, 1].
+
+    Shape:
+        image: (H, W, 3) uint8; returns (3, H, W) float32
+    """
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise RipuError(f"expected a uint8 (H, W, 3) image, got {image.dtype} {image.shape}")
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(255.0)
+
+
+def normalize(image: torch.Tensor) -> torch.Tensor:
+    """(x - ImageNet mean) / std on a [0, 1] image.
+
+    Shape:
+        image: (3, H, W) or (N, 3, H, W); returns the same shape
+    """
+    mean, std = _stats(image)
+    return (image - mean) / std
+
+
+def denormalize(image: torch.Tensor) -> np.ndarray:
+    """Invert ``normalize`` and return uint8 RGB for figures.
+
+    Shape:
+        image: (3, H, W) or (N, 3, H, W); returns (H, W, 3) or (N, H, W, 3) uint8
+    """
+    image = image.detach().float().cpu()
+    mean, std = _stats(image)
+    pixels = (image * std + mean).clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)
+    return pixels.movedim(-3, -1).numpy()
+
+
+def _check_size(value: tuple[int, int] | None, name: str) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    if len(value) != 2 or any(int(v) != v or v <= 0 for v in value):
+        raise RipuError(f"{name} must be a pair of positive integers (W, H), got {value!r}")
+    return int(value[0]), int(value[1])
+
+
+class SegTransform:
+    """Resize (image bilinear, label nearest), random crop, random flip, to tensor, normalise.
+
+    Randomness comes from ``generator``, or torch's global RNG when it is None (so
+    DataLoader worker seeding applies). Draw order per call: crop offsets, then flip.
+    A crop larger than the (resized) image pads the image with 0 after normalisation
+    (the mean colour) and the label with 255.
+
+    Shape:
+        image: (H, W, 3) uint8, label: (H, W) uint8 -> (3, h, w) float32, (h, w) int64
+    """
+
+    def __init__(
+        self,
+        size: tuple[int, int] | None = None,
+        crop: tuple[int, int] | None = None,
+        flip: bool = False,
+        normalize: bool = True,
+    ) -> None:
+        self.size = _check_size(size, "size")
+        self.crop = _check_size(crop, "crop")
+        self.flip = bool(flip)
+        self.normalize = bool(normalize)
+
+    def __repr__(self) -> str:
+        return (f"SegTransform(size={self.size}, crop={self.crop}, flip={self.flip}, "
+                f"normalize={self.normalize})")
+
+    def __call__(
+        self,
+        image: np.ndarray,
+        label: np.ndarray,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.size is not None:
+            if image.shape[1::-1] != self.size:
+                image = cv2.resize(image, self.size, interpolation=cv2.INTER_LINEAR)
+            if label.shape[1::-1] != self.size:
+                label = cv2.resize(label, self.size, interpolation=cv2.INTER_NEAREST)
+        if image.shape[:2] != label.shape[:2]:
+            raise RipuError(
+                f"image size {image.shape[1::-1]} differs from label size {label.shape[1::-1]} "
+                "(W, H); set a resize size to bring both to one size"
+            )
+        img = to_tensor(image)
+        if self.normalize:
+            img = normalize(img)
+        lab = torch.from_numpy(np.ascontiguousarray(label)).long()
+        if self.crop is not None:
+            img, lab = self._random_crop(img, lab, generator)
+        if self.flip and bool(torch.rand(1, generator=generator) < 0.5):
+            img, lab = img.flip(-1), lab.flip(-1)
+        return img.contiguous(), lab.contiguous()
+
+    def _random_crop(
+        self, img: torch.Tensor, lab: torch.Tensor, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        cw, ch = self.crop
+        h, w = lab.shape
+        if h < ch or w < cw:
+            ph, pw = max(ch - h, 0), max(cw - w, 0)
+            img = torch.nn.functional.pad(img, (0, pw, 0, ph), value=0.0)
+            lab = torch.nn.functional.pad(lab, (0, pw, 0, ph), value=IGNORE_INDEX)
+            h, w = lab.shape
+        top = int(torch.randint(h - ch + 1, (1,), generator=generator))
+        left = int(torch.randint(w - cw + 1, (1,), generator=generator))
+        return img[:, top:top + ch, left:left + cw], lab[top:top + ch, left:left + cw]

@@ -1,0 +1,61 @@
+"""Datasets, model and device from a :class:`~ripu.config.Config` (no folder names here)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+
+from ripu.config import Config
+from ripu.data import SegmentationDataset, build_dataset
+from ripu.data.transforms import SegTransform
+from ripu.errors import RipuError
+
+
+def build_datasets(cfg: Config, *, augment: bool = True,
+                   only: Iterable[str] = ("source", "target", "val")
+                   ) -> dict[str, SegmentationDataset]:
+    """The ``source`` (train), ``target`` (train) and ``val`` (target val) datasets.
+
+    Source images are resized to ``data.source_size`` (random crop and flip when ``augment``);
+    target train images and labels to ``data.target_size`` (no randomness: selection masks
+    live at this resolution; the trainer flips target batches itself); val stays at full
+    label resolution (evaluation resizes the input to ``data.eval_size``).
+    """
+    d = cfg.data
+    makers = {
+        "source": lambda: build_dataset(
+            d.source, d.source_root, split="train", num_classes=d.num_classes,
+            transform=SegTransform(size=d.source_size, crop=d.crop if augment else None,
+                                   flip=d.flip and augment)),
+        "target": lambda: build_dataset(d.target, d.target_root, split="train",
+                                        num_classes=d.num_classes,
+                                        transform=SegTransform(size=d.target_size)),
+        "val": lambda: build_dataset(d.target, d.target_root, split="val",
+                                     num_classes=d.num_classes, transform=SegTransform()),
+    }
+    return {name: makers[name]() for name in only}
+
+
+def select_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when available; an unavailable CUDA device is a RipuError."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise RipuError(f"train.device: unknown device {name!r}, expected auto, cpu, cuda "
+                        f"or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RipuError(f"train.device: {name} requested but CUDA is not available")
+    return device
+
+
+def build_model_from(cfg: Config, device: torch.device) -> torch.nn.Module:
+    from ripu.models import build_model
+
+    m = cfg.model
+    pretrained = Path(m.pretrained) if m.pretrained else None
+    return build_model(m.arch, cfg.data.num_classes, backbone=m.backbone, pretrained=pretrained,
+                       freeze_bn=m.freeze_bn, seed=cfg.seed).to(device)

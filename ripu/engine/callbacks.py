@@ -1,0 +1,134 @@
+"""Trainer callbacks: logging, figures and reporting happen here, never in the training step."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ripu.config import Config, flatten
+
+if TYPE_CHECKING:
+    from ripu.engine.evaluate import EvalResult
+    from ripu.engine.trainer import Trainer
+
+RUN_ID_FILE = "mlflow_run_id.txt"
+
+
+class Callback:
+    """No-op base: override what you need."""
+
+    def on_start(self, trainer: Trainer) -> None: ...
+    def on_log(self, trainer: Trainer, metrics: dict[str, float], step: int) -> None: ...
+    def on_round(self, trainer: Trainer, round_index: int, path: Path) -> None: ...
+    def on_eval(self, trainer: Trainer, result: EvalResult, step: int) -> None: ...
+    def on_checkpoint(self, trainer: Trainer, path: Path) -> None: ...
+    def on_end(self, trainer: Trainer, results: dict[str, Any], result: EvalResult) -> None: ...
+    def on_fail(self, trainer: Trainer) -> None: ...
+
+
+class CallbackList(Callback):
+    """Calls each callback in order."""
+
+    def __init__(self, callbacks) -> None:
+        self.callbacks = list(callbacks)
+
+    def __getattribute__(self, name: str) -> Any:
+        if name.startswith("on_"):
+            def call(*args: Any) -> None:
+                for cb in object.__getattribute__(self, "callbacks"):
+                    getattr(cb, name)(*args)
+            return call
+        return object.__getattribute__(self, name)
+
+
+def trial_tags(cfg: Config) -> dict[str, str]:
+    """The tags reports group by: kind, strategy, budget, seed, params hash, git revision."""
+    from ripu.engine.trainer import SELECTION_KINDS, resume_hash
+    from ripu.tracking import git_revision
+
+    active = cfg.train.kind in SELECTION_KINDS
+    return {
+        "ripu.kind": cfg.train.kind,
+        "ripu.strategy": cfg.active.strategy if active else cfg.train.kind,
+        "ripu.budget": str(cfg.active.budget if active else 0.0),
+        "ripu.points": str(cfg.active.points if active else 0),
+        "ripu.seed": str(cfg.seed),
+        "ripu.params_hash": resume_hash(cfg),
+        "ripu.git_revision": os.environ.get("RIPU_GIT_REVISION") or git_revision(
+            Path(__file__).resolve().parents[2]),
+    }
+
+
+class TrackingCallback(Callback):
+    """Log a trial to MLflow: params, tags, metrics with steps, figures and artifacts."""
+
+    def __init__(self, tracker) -> None:
+        self.tracker = tracker
+
+    @classmethod
+    def for_trial(cls, cfg: Config, out_dir: Path, *, resume: bool = False,
+                  parent_run_id: str | None = None, run_name: str | None = None,
+                  extra_tags: dict[str, str] | None = None) -> TrackingCallback:
+        """A run for the trial in ``out_dir``; a resumed trial continues its own run."""
+        from ripu.tracking import Tracker, check_uri
+
+        check_uri(cfg.tracking.uri)
+        id_file = Path(out_dir) / RUN_ID_FILE
+        run_id = id_file.read_text().strip() if resume and id_file.is_file() else None
+        tags = {**trial_tags(cfg), **(extra_tags or {})}
+        tracker = Tracker(cfg.tracking.uri, cfg.tracking.experiment, run_id=run_id,
+                          run_name=run_name or Path(out_dir).name, tags=tags,
+                          parent_run_id=parent_run_id)
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        id_file.write_text(tracker.run_id + "\n")
+        return cls(tracker)
+
+    def on_start(self, trainer: Trainer) -> None:
+        from ripu.config import dump_yaml
+
+        self.tracker.log_params(flatten(trainer.cfg))
+        self.tracker.log_text(dump_yaml(trainer.cfg), "config.yaml")
+
+    def on_log(self, trainer: Trainer, metrics: dict[str, float], step: int) -> None:
+        self.tracker.log_metrics(metrics, step)
+
+    def on_round(self, trainer: Trainer, round_index: int, path: Path) -> None:
+        stats = trainer.state.round_stats[-1] if trainer.state.round_stats else {}
+        self.tracker.log_metrics({
+            "acq/labelled_fraction": trainer.state.labelled_fraction(),
+            "acq/round_fraction": float(stats.get("round_fraction", 0.0)),
+            "acq/iteration": trainer.iteration}, step=round_index)
+        self.tracker.log_artifact(path, "masks")
+        from ripu.acquisition.export import contact_sheet
+
+        sheet = path.with_suffix(".png")
+        contact_sheet(trainer.state, trainer.data["target"], sheet, max_images=12)
+        self.tracker.log_artifact(sheet, "selection")
+        sheet.unlink(missing_ok=True)
+
+    def on_eval(self, trainer: Trainer, result: EvalResult, step: int) -> None:
+        self.tracker.log_metrics({f"val/{k}": v for k, v in result.summary.items()
+                                  if k.startswith("miou") and isinstance(v, float)}, step)
+
+    def on_end(self, trainer: Trainer, results: dict[str, Any], result: EvalResult) -> None:
+        from ripu.plots import confusion_figure
+
+        metrics = {f"final/{k}": v for k, v in results.items()
+                   if k.startswith("miou") or k in ("labelled_fraction", "seconds")}
+        metrics.update({f"final/iou/{name.replace(' ', '_')}": v
+                        for name, v in results["iou"].items()})
+        metrics["final/iterations"] = results["iterations"]
+        self.tracker.log_metrics(metrics, step=results["iterations"])
+        fig = confusion_figure(result.confusion.cpu(), trainer.data["val"].class_names)
+        self.tracker.log_figure(fig, "confusion_matrix.png")
+        self.tracker.log_artifact(trainer.out_dir / "results.json")
+        if trainer.cfg.train.save_model:
+            self.tracker.log_artifact(trainer.checkpoint_path, "checkpoint")
+        self.tracker.finish("FINISHED")
+
+    def on_fail(self, trainer: Trainer) -> None:
+        try:
+            self.tracker.finish("FAILED")
+        except Exception:  # noqa: BLE001 - never mask the original error
+            pass

@@ -1,0 +1,241 @@
+"""MLflow tracking: runs, params, metrics, artifacts. The only module that imports mlflow.
+
+A :class:`Tracker` owns one MLflow run through an explicit ``MlflowClient`` (no global
+"active run" state, so trials in threads or processes never mix up runs). Writes to a SQLite
+store are retried on "database is locked", so several processes may share one store; sweeps
+put an MLflow server in front of it instead (see :func:`serve`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ripu.errors import RipuError
+
+T = TypeVar("T")
+
+PARAM_LIMIT = 6000  # MLflow's maximum param value length
+
+
+def _retry(fn: Callable[[], T], attempts: int = 30, delay: float = 0.1) -> T:
+    """Call ``fn``, retrying transient store errors (SQLite locks, HTTP hiccups)."""
+    for i in range(attempts):
+        try:
+            return fn()
+        except Exception as exc:  # noqa: BLE001 - mlflow wraps driver errors inconsistently
+            text = str(exc).lower()
+            transient = any(s in text for s in ("locked", "busy", "connection", "timed out",
+                                                "temporarily", "503", "502", "504"))
+            if not transient or i == attempts - 1:
+                raise
+            time.sleep(delay * min(2 ** i, 20))
+    raise AssertionError("unreachable")
+
+
+def check_uri(uri: str, timeout: float = 5.0) -> None:
+    """Fail fast (RipuError) when a tracking URI cannot be reached or written."""
+    if uri.startswith(("http://", "https://")):
+        url = uri.rstrip("/") + "/health"
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - user URI
+                if resp.status != 200:
+                    raise RipuError(f"tracking.uri: {uri} answered {resp.status} on /health, "
+                                    f"expected a running MLflow server")
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise RipuError(f"tracking.uri: cannot reach {uri} ({reason}), expected a running "
+                            f"MLflow server") from None
+    elif uri.startswith("sqlite:///"):
+        folder = Path(uri[len("sqlite:///"):]).expanduser().resolve().parent
+        if not folder.is_dir() or not os.access(folder, os.W_OK):
+            raise RipuError(f"tracking.uri: folder {folder} of {uri} is missing or not "
+                            f"writable, expected a writable folder for the SQLite store")
+    elif uri.startswith(("file:", "/")):
+        folder = Path(uri.removeprefix("file://").removeprefix("file:")).resolve()
+        if not folder.parent.is_dir():
+            raise RipuError(f"tracking.uri: folder {folder.parent} does not exist")
+    else:
+        raise RipuError(f"tracking.uri: unsupported URI {uri!r}, expected sqlite:///FILE, "
+                        f"http(s)://HOST:PORT or a folder")
+
+
+def absolute_uri(uri: str, root: Path) -> str:
+    """Make a relative ``sqlite:///file`` URI absolute against ``root`` (trials change folder)."""
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return "sqlite:///" + str((root / uri[len("sqlite:///"):]).resolve())
+    return uri
+
+
+def git_revision(cwd: str | Path | None = None) -> str:
+    """The git commit of ``cwd`` (with ``-dirty`` when modified), or "unknown"."""
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
+                             text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=cwd, capture_output=True, text=True, timeout=10).stdout.strip()
+        return rev + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _client(uri: str):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def experiment_id(uri: str, name: str) -> str:
+    """The id of experiment ``name``, created when missing (safe under concurrent creation)."""
+    client = _client(uri)
+
+    def get_or_create() -> str:
+        exp = client.get_experiment_by_name(name)
+        if exp is not None:
+            return exp.experiment_id
+        try:
+            return client.create_experiment(name)
+        except Exception:  # noqa: BLE001 - created meanwhile by another process
+            exp = client.get_experiment_by_name(name)
+            if exp is None:
+                raise
+            return exp.experiment_id
+    return _retry(get_or_create)
+
+
+class Tracker:
+    """One MLflow run: create it, or continue it by ``run_id`` (resumed trials)."""
+
+    def __init__(self, uri: str, experiment: str, *, run_name: str | None = None,
+                 tags: Mapping[str, str] | None = None, parent_run_id: str | None = None,
+                 run_id: str | None = None) -> None:
+        self.uri = uri
+        self.client = _client(uri)
+        if run_id is None:
+            tags = dict(tags or {})
+            if parent_run_id:
+                tags["mlflow.parentRunId"] = parent_run_id
+            exp_id = experiment_id(uri, experiment)
+            run = _retry(lambda: self.client.create_run(exp_id, tags=tags, run_name=run_name))
+            run_id = run.info.run_id
+        else:
+            _retry(lambda: self.client.update_run(run_id, status="RUNNING"))
+            if tags:
+                self.set_tags(tags)
+        self.run_id = run_id
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        from mlflow.entities import RunTag
+
+        batch = [RunTag(k, str(v)) for k, v in tags.items()]
+        _retry(lambda: self.client.log_batch(self.run_id, tags=batch))
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Log params (values stringified, truncated to MLflow's limit), 100 per batch."""
+        from mlflow.entities import Param
+
+        items = [Param(k, str(v)[:PARAM_LIMIT]) for k, v in params.items()]
+        existing = _retry(lambda: self.client.get_run(self.run_id)).data.params
+        items = [p for p in items if p.key not in existing]  # a resumed run keeps its params
+        for i in range(0, len(items), 100):
+            chunk = items[i:i + 100]
+            _retry(lambda chunk=chunk: self.client.log_batch(self.run_id, params=chunk))
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
+        """Log finite numeric metrics at ``step`` in one batch (NaN ones are skipped)."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, int(step)) for k, v in metrics.items()
+                 if v is not None and math.isfinite(float(v))]
+        for i in range(0, len(batch), 500):
+            chunk = batch[i:i + 500]
+            _retry(lambda chunk=chunk: self.client.log_batch(self.run_id, metrics=chunk))
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        _retry(lambda: self.client.log_artifact(self.run_id, str(path), artifact_path))
+
+    def log_figure(self, figure: Any, artifact_file: str) -> None:
+        _retry(lambda: self.client.log_figure(self.run_id, figure, artifact_file))
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        _retry(lambda: self.client.log_text(self.run_id, text, artifact_file))
+
+    def finish(self, status: str = "FINISHED") -> None:
+        _retry(lambda: self.client.set_terminated(self.run_id, status=status))
+
+
+def list_runs(uri: str, experiment: str) -> list[Any]:
+    """Every run of ``experiment`` (newest first), or [] when it does not exist."""
+    client = _client(uri)
+    exp = _retry(lambda: client.get_experiment_by_name(experiment))
+    if exp is None:
+        return []
+    runs, token = [], None
+    while True:
+        page = _retry(lambda: client.search_runs([exp.experiment_id], max_results=1000,
+                                                 page_token=token))
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def metric_history(uri: str, run_id: str, key: str) -> list[tuple[int, float]]:
+    """``[(step, value), ...]`` of one metric of one run."""
+    client = _client(uri)
+    return [(m.step, m.value) for m in _retry(lambda: client.get_metric_history(run_id, key))]
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def serve(backend_uri: str, artifacts: str | Path, *, host: str = "127.0.0.1",
+          port: int | None = None, timeout: float = 120.0) -> Iterator[str]:
+    """Run an MLflow tracking server over ``backend_uri`` while the block runs; yield its URL.
+
+    Many processes can then log concurrently through HTTP while one server writes the store.
+    """
+    port = port or free_port(host)
+    Path(artifacts).mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend_uri,
+           "--artifacts-destination", str(Path(artifacts).resolve()),
+           "--host", host, "--port", str(port), "--workers", "1"]
+    log = open(Path(artifacts) / "server.log", "ab")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://{host}:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise RipuError(f"the MLflow server exited early (code {proc.returncode}); see "
+                                f"{Path(artifacts) / 'server.log'}")
+            try:
+                check_uri(url, timeout=2)
+                break
+            except RipuError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
