@@ -54,7 +54,7 @@ SHARED_MATERIALS: dict[str, tuple[Colour, ...]] = {
 }
 
 SOURCE_MATERIALS: dict[str, tuple[Colour, ...]] = {
-    "road": ((86, 86, 92),),
+    "road": ((84, 84, 90), (98, 96, 100)),
     "marking": ((235, 235, 232), (232, 200, 60)),
     "sidewalk": ((152, 144, 132), (162, 152, 150)),
     "kerb": ((182, 178, 170),),
@@ -68,11 +68,11 @@ SOURCE_MATERIALS: dict[str, tuple[Colour, ...]] = {
     "pole": ((104, 108, 112),),
     "vegetation": ((56, 136, 46), (78, 150, 56)),
     "terrain": ((136, 150, 72), (152, 140, 92)),
-    "sky": ((104, 164, 236),),
+    "sky": ((104, 164, 236), (140, 182, 230)),
 }
 
 TARGET_MATERIALS: dict[str, tuple[Colour, ...]] = {
-    "road": ((126, 116, 130),),
+    "road": ((112, 106, 118),),
     "marking": ((206, 206, 200),),
     "sidewalk": ((150, 136, 146), (128, 126, 132)),
     "kerb": ((166, 164, 162),),
@@ -82,9 +82,9 @@ TARGET_MATERIALS: dict[str, tuple[Colour, ...]] = {
     "wall": ((150, 144, 128), (116, 112, 104)),
     "fence": ((104, 110, 100), (140, 128, 108)),
     "pole": ((84, 84, 80),),
-    "vegetation": ((68, 92, 40), (88, 104, 54), (54, 74, 36)),
+    "vegetation": ((66, 104, 42), (86, 114, 56), (54, 84, 36)),
     "terrain": ((124, 128, 84), (140, 130, 96)),
-    "sky": ((214, 222, 230), (188, 204, 226)),
+    "sky": ((172, 196, 228), (196, 210, 228)),
 }
 
 
@@ -143,14 +143,14 @@ SOURCE = DomainStyle(
 )
 
 TARGET = DomainStyle(
-    name="target", materials={**SHARED_MATERIALS, **TARGET_MATERIALS}, saturation=0.6,
+    name="target", materials={**SHARED_MATERIALS, **TARGET_MATERIALS}, saturation=0.75,
     tint=(0.95, 0.97, 1.04), colour_jitter=12.0, horizon=(0.36, 0.42), focal=(0.98, 1.15),
     camera_height=1.4, building_height=(9.0, 28.0), side_kinds=(0.62, 0.30, 0.08),
     end_wall=0.55, terrain_setback=0.3, parking_setback=0.15, tree_slot=0.5, wall=0.12,
     fence=0.2, parked_car=0.55, moving_vehicles=1.3, truck_share=0.07, bus_share=0.06,
     train=0.12, persons=4.0, riders=0.6, bicycles=0.8, motorcycles=0.3,
     pole_spacing=(9.0, 18.0), light=0.4, sign=0.5, clutter=0.8, ego=0.85, captured=True,
-    texture=1.0, blur=(0.55, 1.0), noise=(3.0, 7.0), vignette=(0.15, 0.35), light_field=0.12,
+    texture=0.6, blur=(0.5, 0.9), noise=(2.0, 5.0), vignette=(0.15, 0.35), light_field=0.12,
     gamma=(0.85, 1.15),
 )
 
@@ -294,15 +294,15 @@ class Canvas:
         if bounds[0] >= bounds[1] or bounds[2] >= bounds[3]:
             return
         xs, ys = self._grid(bounds)
-        px, py = points[:, 0], points[:, 1]
-        area = float(np.sum(px * np.roll(py, -1) - np.roll(px, -1) * py))
+        pts = points.tolist()
+        edges = list(zip(pts, pts[1:] + pts[:1], strict=True))
+        area = sum(ax * by - bx * ay for (ax, ay), (bx, by) in edges)
         sign = 1.0 if area >= 0 else -1.0
         mask = np.ones((bounds[1] - bounds[0], bounds[3] - bounds[2]), bool)
-        for i in range(len(points)):
-            ax, ay = px[i], py[i]
-            bx, by = px[(i + 1) % len(points)], py[(i + 1) % len(points)]
+        for (ax, ay), (bx, by) in edges:
             mask &= sign * ((bx - ax) * (ys - ay) - (by - ay) * (xs - ax)) >= 0
-        self._fill(bounds, mask, tuple(points.mean(axis=0)), label, colour)
+        centre = (sum(p[0] for p in pts) / len(pts), sum(p[1] for p in pts) / len(pts))
+        self._fill(bounds, mask, centre, label, colour)
 
     def segment(
         self, x0: float, y0: float, x1: float, y1: float, width: float, label: int, colour
@@ -528,7 +528,7 @@ def draw_layout(canvas: Canvas, cam: Camera, street: Street, pal: Palette) -> No
         marks |= road & (zg_full > zw) & (zg_full < zw + 3.0) & ((xg % 1.0) < 0.5)
     colours[marks] = pal("marking")
     if street.tram:
-        rails = road & ((np.abs(np.abs(xg) - 0.72) < 0.04))
+        rails = road & (np.abs(np.abs(xg) - 0.72) < 0.04)
         colours[rails] = pal("pole") * 0.6
     colours[(labels == SIDEWALK) & (out < 0.18)] = pal("kerb")
     colours[(labels == PARKING) & ((zg_full % 5.5) < 0.15)] = pal("marking")
@@ -567,7 +567,8 @@ def _side_planes(
     ):
         if not parts:
             continue
-        zc = np.where(lateral > 0.05, cam.f * plane / np.maximum(lateral, 0.05), np.inf)
+        # Depth of the plane per column; columns on the other side get a depth beyond all.
+        zc = np.where(lateral > 0.05, cam.f * plane / np.maximum(lateral, 0.05), 1e6)
         starts = np.asarray([p[0] for p in parts], np.float32)
         ends = np.asarray([p[1] for p in parts], np.float32)
         idx = np.clip(np.searchsorted(starts, zc, side="right") - 1, 0, len(parts) - 1)
@@ -576,7 +577,7 @@ def _side_planes(
         labs = np.asarray([p[2] for p in parts], np.uint8)[idx]
         if is_facade:
             bumps = (labs == VEGETATION) * (0.9 * np.sin(zc * 1.7) + 0.6 * np.sin(zc * 0.63 + 1))
-            top = top + np.nan_to_num(bumps.astype(np.float32))
+            top = top + bumps.astype(np.float32)
         height = cam.height - (ys - cam.hy) * zc / cam.f  # (H, W) metres above ground
         hit = inside & (height >= 0) & (height < top)
         col = np.empty((1, w, 3), np.float32)
@@ -814,7 +815,7 @@ def sample_objects(
     for side in street.sides:
         for z0, _ in _slots(rng, 3.0, 70.0, (5.0, 7.0)):
             if rng.random() < style.parked_car:
-                kind = TRUCK if rng.random() < style.truck_share else CAR
+                kind = TRUCK if rng.random() < style.truck_share and z0 > 12 else CAR
                 objs.append((z0, _vehicle(kind, side.sign * (side.kerb - 1.15), z0, pal)))
         for z0, _ in _slots(rng, 3.0, 80.0, style.pole_spacing):
             objs.append((z0, _pole(side.sign * (side.kerb + 0.35), z0, pal, rng, style)))
@@ -826,7 +827,7 @@ def sample_objects(
         u = rng.random()
         kind = TRUCK if u < style.truck_share else BUS if u < style.truck_share + style.bus_share \
             else CAR
-        z0 = float(rng.uniform(6.0, 60.0))
+        z0 = float(rng.uniform(6.0 if kind == CAR else 12.0, 60.0))
         objs.append((z0, _vehicle(kind, lane_x(), z0, pal)))
     if street.tram:
         z0 = float(rng.uniform(8.0, 45.0))

@@ -11,6 +11,7 @@ from ripu.config import Config, flatten
 if TYPE_CHECKING:
     from ripu.engine.evaluate import EvalResult
     from ripu.engine.trainer import Trainer
+    from ripu.selftrain.runner import PseudoLabelSet
 
 RUN_ID_FILE = "mlflow_run_id.txt"
 
@@ -21,6 +22,8 @@ class Callback:
     def on_start(self, trainer: Trainer) -> None: ...
     def on_log(self, trainer: Trainer, metrics: dict[str, float], step: int) -> None: ...
     def on_round(self, trainer: Trainer, round_index: int, path: Path) -> None: ...
+    def on_lse_round(self, trainer: Trainer, round_index: int,
+                     pseudo_set: PseudoLabelSet) -> None: ...
     def on_eval(self, trainer: Trainer, result: EvalResult, step: int) -> None: ...
     def on_checkpoint(self, trainer: Trainer, path: Path) -> None: ...
     def on_end(self, trainer: Trainer, results: dict[str, Any], result: EvalResult) -> None: ...
@@ -106,6 +109,24 @@ class TrackingCallback(Callback):
         contact_sheet(trainer.state, trainer.data["target"], sheet, max_images=12)
         self.tracker.log_artifact(sheet, "selection")
         sheet.unlink(missing_ok=True)
+
+    def on_lse_round(self, trainer: Trainer, round_index: int,
+                     pseudo_set: PseudoLabelSet) -> None:
+        """Per LSE round (step = round): kept images, coverage, accuracy, tau per class."""
+        import json
+
+        names = trainer.data["target"].class_names
+        metrics = {"lse/kept_images": len(pseudo_set.kept_images),
+                   "lse/patches": pseudo_set.num_patches, "lse/fraction": pseudo_set.fraction,
+                   "lse/coverage": pseudo_set.coverage, "lse/accuracy": pseudo_set.accuracy,
+                   "lse/iteration": trainer.iteration}
+        metrics.update({f"lse/tau/{name.replace(' ', '_')}": float(t)
+                        for name, t in zip(names, pseudo_set.tau.tolist(), strict=True)})
+        self.tracker.log_metrics(metrics, step=round_index)
+        diagnostics = {**pseudo_set.diagnostics(), "class_names": list(names),
+                       "iteration": trainer.iteration}
+        self.tracker.log_text(json.dumps(diagnostics, indent=2, sort_keys=True),
+                              f"lse/round_{round_index}.json")
 
     def on_eval(self, trainer: Trainer, result: EvalResult, step: int) -> None:
         self.tracker.log_metrics({f"val/{k}": v for k, v in result.summary.items()

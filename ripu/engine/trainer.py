@@ -186,7 +186,7 @@ class Trainer:
         self.seconds = ckpt.get("seconds", 0.0)
         torch.set_rng_state(ckpt["torch_rng"])
         self.pseudo = {k: v.numpy() for k, v in ckpt["pseudo"].items()} or None
-        if self.rounds_done:
+        if self.rounds_done and self.cfg.train.kind in SELECTION_KINDS:  # lse: no masks
             self.state = LabelState.load(self.masks_dir / f"round_{self.rounds_done - 1}.npz")
 
     # ------------------------------------------------------------------ training
@@ -336,6 +336,7 @@ class Trainer:
         a = self.cfg.active
         results = {
             "kind": self.cfg.train.kind, "seed": self.cfg.seed, "iterations": self.iteration,
+            "resume_hash": resume_hash(self.cfg),
             "strategy": a.strategy if self.cfg.train.kind in SELECTION_KINDS else None,
             "budget": a.budget if self.cfg.train.kind in SELECTION_KINDS else 0.0,
             "labelled_fraction": self.labelled_fraction(), "seconds": round(self.seconds, 3),
@@ -356,7 +357,8 @@ def prepare_out_dir(cfg: Config, out_dir: Path, resume: bool) -> bool:
     can_resume = resume and (out_dir / "checkpoints" / "last.pt").is_file()
     if not can_resume:
         for stale in [out_dir / "results.json", out_dir / "checkpoints" / "last.pt",
-                      *sorted((out_dir / "masks").glob("round_*.npz"))]:
+                      *sorted((out_dir / "masks").glob("round_*.npz")),
+                      *sorted((out_dir / "lse").glob("round_*.pt"))]:
             stale.unlink(missing_ok=True)
     write_text(out_dir / "config.yaml", dump_yaml(cfg))
     return can_resume

@@ -4,6 +4,7 @@ groups, the dilated torchvision ResNet backbone and loading of pretrained weight
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -24,12 +25,26 @@ _RESNET_STAGES = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3
 _LIST_LIMIT = 5  # names quoted in an error message before "..."
 
 
+def conv_bn_relu(
+    in_channels: int, out_channels: int, kernel_size: int = 3, dilation: int = 1,
+    stride: int = 1,
+) -> nn.Sequential:
+    """``kernel_size`` convolution (same padding, no bias) -> BatchNorm -> ReLU."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride,
+                  padding=dilation * (kernel_size // 2), dilation=dilation, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    )
+
+
 class SegmentationModel(nn.Module):
     """Base of every segmentation network in :mod:`ripu.models`.
 
     Subclasses assign ``self.backbone`` (the feature extractor), the head modules with the
-    final class-scoring layer as ``self.classifier``, and implement ``forward``, which returns logits at the network's output stride (callers
-    upsample). Every trainable parameter outside ``self.backbone`` belongs to the head.
+    final class-scoring layer as ``self.classifier``, and implement ``forward``, which
+    returns logits at the network's output stride (callers upsample). Every trainable
+    parameter outside ``self.backbone`` belongs to the head.
 
     Shape:
         forward: ``(N, 3, H, W) -> (N, num_classes, ceil(H / output_stride), ...)``
@@ -155,7 +170,7 @@ def _load_checked(
     missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in state if k not in own]
     mismatched = [
-        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
+        f"{k} {tuple(getattr(state[k], 'shape', ()))} vs {tuple(v.shape)}"
         for k, v in own.items()
         if k in state and (not torch.is_tensor(state[k]) or state[k].shape != v.shape)
     ]
@@ -200,8 +215,7 @@ def load_pretrained(model: SegmentationModel, path: str | os.PathLike) -> None:
     if not isinstance(state, dict):
         raise RipuError(f"checkpoint {path}: 'model' is a {type(state).__name__}; "
                         "expected a state dict")
-    own_keys = model.state_dict().keys()
-    is_full_model = "model" in obj or any(k in own_keys for k in model.classifier_weight_names())
+    is_full_model = "model" in obj or any(k in state for k in model.classifier_weight_names())
     if is_full_model:
         for key in model.classifier_weight_names():
             if key in state and torch.is_tensor(state[key]) \
@@ -218,3 +232,32 @@ def load_pretrained(model: SegmentationModel, path: str | os.PathLike) -> None:
                         "ResNet backbone to load it into")
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
     _load_checked(backbone, state, path, f"a torchvision {backbone.name} state dict")
+
+
+def time_train_step(
+    model: nn.Module, batch_size: int = 4, size: tuple[int, int] = (128, 256),
+    repeats: int = 20, warmup: int = 3, seed: int = 0,
+) -> float:
+    """Median seconds of one forward + backward pass (cross-entropy at the output
+    resolution) on a random ``(batch_size, 3, *size)`` batch in train mode. Gradients are
+    cleared and buffers (BatchNorm statistics) restored afterwards: the model is unchanged.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch_size, 3, *size, generator=gen)
+    was_training = model.training
+    buffers = [(b, b.clone()) for b in model.buffers()]
+    model.train()
+    times = []
+    for i in range(warmup + repeats):
+        start = time.perf_counter()
+        out = model(x)
+        target = torch.randint(0, out.shape[1], (out.shape[0], *out.shape[2:]), generator=gen)
+        nn.functional.cross_entropy(out, target).backward()
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    model.zero_grad(set_to_none=True)
+    with torch.no_grad():
+        for buffer, saved in buffers:
+            buffer.copy_(saved)
+    model.train(was_training)
+    return sorted(times)[len(times) // 2]

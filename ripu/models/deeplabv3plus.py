@@ -9,19 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ripu.models.common import ResNetBackbone, SegmentationModel
-
-
-def conv_bn_relu(
-    in_channels: int, out_channels: int, kernel_size: int = 3, dilation: int = 1
-) -> nn.Sequential:
-    """``kernel_size`` convolution (same padding, no bias) -> BatchNorm -> ReLU."""
-    return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, kernel_size, padding=dilation * (kernel_size // 2),
-                  dilation=dilation, bias=False),
-        nn.BatchNorm2d(out_channels),
-        nn.ReLU(inplace=True),
-    )
+from ripu.models.common import ResNetBackbone, SegmentationModel, conv_bn_relu
 
 
 class ASPP(nn.Module):
@@ -56,6 +44,8 @@ class DeepLabV3Plus(SegmentationModel):
     ASPP output upsampled (bilinear, align_corners=True) to layer1's size with a 48-channel
     projection of layer1, then two 3x3 convolutions, dropout 0.1 and a 1x1 classifier.
     Convolutions use Kaiming-normal init, BatchNorm weight 1 / bias 0, as in the authors' code.
+    With trainable BatchNorm, training needs batches of 2 or more (the image-pooling branch
+    normalises one value per channel and image).
 
     Shape:
         ``(N, 3, H, W) -> (N, num_classes, ceil(H/4), ceil(W/4))``

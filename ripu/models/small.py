@@ -7,9 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ripu.models.common import SegmentationModel
+from ripu.models.common import SegmentationModel, conv_bn_relu
 from ripu.models.deeplabv2 import SummedDilatedClassifier
-from ripu.models.deeplabv3plus import conv_bn_relu
 
 
 class ResidualBlock(nn.Module):
@@ -43,10 +42,11 @@ class SmallBackbone(nn.Module):
     def __init__(self, widths: Sequence[int], dilations: Sequence[int]) -> None:
         super().__init__()
         w0, w1, w2 = widths
-        self.stem = conv_bn_relu(3, w0, 3)
-        self.stem[0].stride = (2, 2)
-        self.stage1 = nn.Sequential(_down(w0, w1), ResidualBlock(w1))
-        self.stage2 = nn.Sequential(_down(w1, w2), *(ResidualBlock(w2, d) for d in dilations))
+        self.stem = conv_bn_relu(3, w0, 3, stride=2)
+        self.stage1 = nn.Sequential(conv_bn_relu(w0, w1, 3, stride=2), ResidualBlock(w1))
+        self.stage2 = nn.Sequential(
+            conv_bn_relu(w1, w2, 3, stride=2), *(ResidualBlock(w2, d) for d in dilations)
+        )
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -55,16 +55,10 @@ class SmallBackbone(nn.Module):
         return self.stage2(self.stage1(self.stem(x)))
 
 
-def _down(in_channels: int, out_channels: int) -> nn.Sequential:
-    """3x3 conv-BN-ReLU with stride 2."""
-    block = conv_bn_relu(in_channels, out_channels, 3)
-    block[0].stride = (2, 2)
-    return block
-
-
 class SmallSegNet(SegmentationModel):
     """Small DeepLab-v2-like network: :class:`SmallBackbone` at output stride 8 and a summed
-    multi-dilation classifier. About 0.3 M parameters for 19 classes.
+    multi-dilation classifier: 0.23 M parameters for 19 classes, receptive field
+    wider than a 128x256 image.
 
     Shape:
         ``(N, 3, H, W) -> (N, num_classes, ceil(H/8), ceil(W/8))``

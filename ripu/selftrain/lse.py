@@ -224,7 +224,7 @@ def select_confident(
         if n_c == 0:
             continue
         # Stable sort keeps ascending position order among equal confidences.
-        order = torch.sort(conf[members, c], descending=True, stable=False).indices
+        order = torch.sort(conf[members, c], descending=True, stable=True).indices
         ranked = members[order]
         n_keep = min(n_c, math.floor(n_c * p / divisor + 1e-9))
         kept[c] = [int(i) for i in ranked[:n_keep]]

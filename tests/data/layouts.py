@@ -66,7 +66,6 @@ def write_synthia_label(path: Path, label: np.ndarray) -> None:
 def _images(labels: list[np.ndarray], images: list[np.ndarray] | None) -> list[np.ndarray]:
     if images is None:
         return [image_for(label) for label in labels]
-    assert len(images) == len(labels)
     return images
 
 
@@ -75,7 +74,7 @@ def write_gta5(
 ) -> list[str]:
     """root/images/NNNNN.png (RGB) and root/labels/NNNNN.png (palette ids), from 00001."""
     ids = []
-    for i, (label, image) in enumerate(zip(labels, _images(labels, images)), start=1):
+    for i, (label, image) in enumerate(zip(labels, _images(labels, images), strict=True), start=1):
         name = f"{i:05d}"
         write_rgb(root / "images" / f"{name}.png", image)
         write_palette_label(root / "labels" / f"{name}.png", label)
@@ -88,7 +87,7 @@ def write_synthia(
 ) -> list[str]:
     """root/RGB/NNNNNNN.png and root/GT/LABELS/NNNNNNN.png (16-bit, 3 channels), from 0."""
     ids = []
-    for i, (label, image) in enumerate(zip(labels, _images(labels, images))):
+    for i, (label, image) in enumerate(zip(labels, _images(labels, images), strict=True)):
         name = f"{i:07d}"
         write_rgb(root / "RGB" / f"{name}.png", image)
         write_synthia_label(root / "GT" / "LABELS" / f"{name}.png", label)
@@ -107,7 +106,7 @@ def write_cityscapes(
     ids = []
     for city, city_labels in labels.items():
         city_images = _images(city_labels, None if images is None else images[city])
-        for i, (label, image) in enumerate(zip(city_labels, city_images)):
+        for i, (label, image) in enumerate(zip(city_labels, city_images, strict=True)):
             name = f"{city}_000000_{i:06d}"
             write_rgb(root / "leftImg8bit" / split / city / f"{name}_leftImg8bit.png", image)
             gt = root / "gtFine" / split / city

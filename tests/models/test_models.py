@@ -10,6 +10,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ripu.errors import RipuError
 from ripu.models import MODELS, build_model
+from ripu.models.common import time_train_step
 
 NUM_CLASSES = 5
 X_SHAPE = (1, 3, 33, 49)
@@ -73,13 +74,16 @@ def test_deeplabv2_head_is_summed_dilated_convs_with_small_init(models):
     expected = sum(conv(feats) for conv in head.convs)
     torch.testing.assert_close(head(feats), expected)
     weights = torch.cat([c.weight.flatten() for c in head.convs])
-    assert 0.008 < float(weights.std()) < 0.012
+    assert 0.008 < float(weights.detach().std()) < 0.012
 
 
 def test_deeplabv3plus_dilated_backbone_and_aspp_rates(models):
     model = models["deeplabv3plus"]
-    assert model.backbone.layer4[0].conv2.dilation == (4, 4)
-    assert model.backbone.layer3[0].conv2.dilation == (2, 2)
+    # strides of layer3/layer4 replaced by dilation 2/4 (torchvision's first block of a
+    # stage keeps the previous dilation)
+    assert model.backbone.layer3[0].conv2.stride == model.backbone.layer4[0].conv2.stride == (1, 1)
+    assert model.backbone.layer3[1].conv2.dilation == (2, 2)
+    assert model.backbone.layer4[1].conv2.dilation == (4, 4)
     rates = [b[0].dilation for b in model.aspp.branches]
     assert rates == [(1, 1), (12, 12), (24, 24), (36, 36)]
     assert model.low_project[0].out_channels == 48
@@ -141,7 +145,7 @@ def test_small_network_size_and_receptive_field():
     model = build_model("small", 19).eval()
     n_params = sum(p.numel() for p in model.parameters())
     assert 100_000 < n_params < 1_000_000
-    x = torch.zeros(1, 3, 128, 256, requires_grad=True)
+    x = _x(0, (1, 3, 128, 256)).requires_grad_(True)
     out = model(x)
     assert out.shape == (1, 19, 16, 32)
     out[0, :, 8, 16].sum().backward()  # output pixel at the image centre
@@ -149,6 +153,16 @@ def test_small_network_size_and_receptive_field():
     rows = (x.grad.abs().sum((0, 1, 3)) > 0).nonzero().flatten()
     assert int(cols.max() - cols.min()) >= 200  # sees most of the 256-pixel width
     assert int(rows.max() - rows.min()) >= 120
+
+
+def test_time_train_step_measures_without_changing_the_model():
+    model = build_model("small", NUM_CLASSES, freeze_bn=False).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    seconds = time_train_step(model, batch_size=2, size=(32, 64), repeats=3, warmup=1)
+    assert 0.0 < seconds < 10.0
+    assert not model.training
+    assert all(p.grad is None for p in model.parameters())
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
 
 
 def test_build_is_deterministic_per_seed_and_leaves_global_rng_alone():

@@ -213,14 +213,14 @@ def test_crop_and_upsample_image_is_exact_on_a_ramp():
 # 2/3, 1. With the special pixel at local (0, 0), the upsampled keep mask is
 # (1 - i/3)(1 - j/3): zero on the last row and column; class 1's probability is
 # 0.1 + 0.8 (1 - i/3)(1 - j/3) > 0.5 only at (0,0), (0,1), (1,0).
-I = 255
-AT_00 = torch.tensor([[1, 1, 0, I], [1, 0, 0, I], [0, 0, 0, I], [I, I, I, I]], dtype=torch.uint8)
+X = 255  # ignored
+AT_00 = torch.tensor([[1, 1, 0, X], [1, 0, 0, X], [0, 0, 0, X], [X, X, X, X]], dtype=torch.uint8)
 
 
 def expected_patch(top: int, left: int) -> torch.Tensor:
     local = (1 - top, 1 - left)
     if not (0 <= local[0] <= 1 and 0 <= local[1] <= 1):
-        return torch.full((4, 4), I, dtype=torch.uint8)
+        return torch.full((4, 4), X, dtype=torch.uint8)
     dims = [d for d, x in enumerate(local) if x == 1]
     return AT_00.flip(dims) if dims else AT_00
 

@@ -1,0 +1,1 @@
+STRATEGIES = {"ripu_region": None}

@@ -1,0 +1,323 @@
+"""Experiment files: which trials a sweep runs (a grid, or a Ray Tune search space).
+
+```yaml
+name: synthetic                  # MLflow experiment and runs/<name>/ folder
+base: {optim.iters: 600}         # dotted overrides applied to every trial
+grid:                            # blocks; each block is the cartesian product of its lists
+  - {train.kind: [source_only, supervised], seed: [0, 1, 2]}
+search:                          # instead of grid: sampled points + an early-stopping scheduler
+  num_samples: 8
+  metric: val/miou
+  mode: max
+  seed: 0                        # sampling seed (default 0)
+  scheduler: {name: asha, grace_period: 100, reduction_factor: 2}
+  space: {active.radius: {choice: [1, 2]}, loss.nl: {loguniform: [0.1, 2.0]}}
+```
+
+Every trial's config is built and validated before anything runs. Search samples are drawn up
+front from Ray Tune's sampling domains with a seeded generator, so trial names and configs are
+deterministic and a resumed sweep finds the same trials.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ripu.config import Config, apply_overrides
+from ripu.errors import ConfigError
+
+TOP_KEYS = ("name", "description", "base", "grid", "search")
+SEARCH_KEYS = ("num_samples", "metric", "mode", "seed", "scheduler", "space")
+SCHEDULERS = {"asha": ("grace_period", "reduction_factor", "max_t", "brackets"), "fifo": ()}
+SAMPLERS = ("choice", "uniform", "quniform", "loguniform", "qloguniform", "randint",
+            "qrandint", "lograndint", "qlograndint", "randn", "qrandn")
+# Sections that describe where and how trials run, not what they compute: set in params.yaml.
+RESERVED = ("tracking", "sweep", "report", "synth", "warmup")
+# Path-valued keys made absolute by `load_experiment(..., root=)`: Ray trials change folder.
+PATH_KEYS = ("data.source_root", "data.target_root", "model.pretrained")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# Keys that trial names show in a fixed form (see `trial_name`).
+NAMED_KEYS = ("train.kind", "active.strategy", "active.budget", "active.points", "seed")
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One point of a sweep: its folder/run name, its overrides and the validated config."""
+
+    name: str
+    overrides: dict[str, Any]
+    cfg: Config
+
+
+@dataclass(frozen=True)
+class Search:
+    """A search section: metric to optimise and the scheduler that stops trials early."""
+
+    num_samples: int
+    metric: str
+    mode: str
+    scheduler: dict[str, Any]
+    space: dict[str, dict[str, Any]]
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A parsed experiment file: its trials in file order (grid) or sample order (search)."""
+
+    name: str
+    path: Path
+    trials: list[Trial]
+    base: dict[str, Any] = field(default_factory=dict)
+    search: Search | None = None
+
+    def trial(self, name: str) -> Trial:
+        for t in self.trials:
+            if t.name == name:
+                return t
+        raise KeyError(name)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _err(path: Path, msg: str) -> ConfigError:
+    return ConfigError(f"{path}: {msg}")
+
+
+def _mapping(value: Any, path: Path, where: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _err(path, f"{where}: expected a mapping, got {value!r}")
+    return value
+
+
+def _check_keys(overrides: Mapping[str, Any], path: Path, where: str) -> None:
+    for key in overrides:
+        if not isinstance(key, str) or not key:
+            raise _err(path, f"{where}: expected dotted section.key names, got {key!r}")
+        if key.split(".")[0] in RESERVED:
+            raise _err(path, f"{where}.{key}: {key.split('.')[0]}.* is set in params.yaml, "
+                             f"not in experiment files")
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars (Ray samples) -> Python scalars."""
+    return value.item() if hasattr(value, "item") and not isinstance(value, list) else value
+
+
+def _token(value: Any) -> str:
+    """A value as a short, filesystem-safe name fragment."""
+    if isinstance(value, bool):
+        text = str(value).lower()
+    elif isinstance(value, float):
+        text = f"{value:.4g}"
+    elif isinstance(value, list | tuple):
+        text = "_".join(_token(v) for v in value)
+    else:
+        text = str(value)
+    return re.sub(r"[^A-Za-z0-9_.+-]", "_", text)
+
+
+def trial_name(cfg: Config, shown: Mapping[str, Any], varied: set[str]) -> str:
+    """A readable, deterministic name: ``active-ripu_region-b0.022-s0``, ``source_only-s1``.
+
+    Kind first; for selection kinds the strategy and its budget (``p<points>`` for point
+    strategies, ``b<fraction>`` otherwise); then every other key of ``shown`` (the trial's grid
+    point or sample) as ``<leaf><value>`` (the full key when two keys share a leaf); seed last.
+    """
+    from ripu.acquisition import get_strategy
+    from ripu.engine.trainer import SELECTION_KINDS
+
+    parts = [cfg.train.kind]
+    used = {"train.kind", "seed"}
+    if cfg.train.kind in SELECTION_KINDS:
+        a = cfg.active
+        mode = getattr(get_strategy(a.strategy), "mode", "region")
+        parts += [a.strategy, f"p{a.points}" if mode == "point" else f"b{_token(a.budget)}"]
+        used |= {"active.strategy", "active.points" if mode == "point" else "active.budget"}
+    leaves = [k.split(".")[-1] for k in varied]
+    for key in sorted(shown):
+        if key in used:
+            continue
+        leaf = key.split(".")[-1]
+        label = leaf if leaves.count(leaf) <= 1 else key.replace(".", "_")
+        parts.append(f"{label}{_token(shown[key])}")
+    parts.append(f"s{cfg.seed}")
+    return "-".join(parts)
+
+
+def _build_trial(base_cfg: Config, name: str, base: dict, point: dict, path: Path,
+                 varied: set[str]) -> Trial:
+    overrides = {**base, **point}
+    try:
+        cfg = apply_overrides(base_cfg, {**overrides, "tracking.experiment": name})
+    except ConfigError as exc:
+        raise _err(path, str(exc).removeprefix("overrides: ")) from None
+    return Trial(trial_name(cfg, point, varied), overrides, cfg)
+
+
+# ----------------------------------------------------------------------------- grid
+
+
+def expand_grid(blocks: Any, path: Path) -> list[dict[str, Any]]:
+    """Grid blocks -> points (dicts of overrides), block by block, last key varying fastest.
+
+    A scalar value is a one-element list; an empty list is an error.
+    """
+    if not isinstance(blocks, list) or not blocks:
+        raise _err(path, f"grid: expected a non-empty list of mappings, got {blocks!r}")
+    points = []
+    for i, block in enumerate(blocks):
+        block = _mapping(block, path, f"grid[{i}]")
+        _check_keys(block, path, f"grid[{i}]")
+        keys, lists = list(block), []
+        for key in keys:
+            values = block[key] if isinstance(block[key], list) else [block[key]]
+            if not values:
+                raise _err(path, f"grid[{i}].{key}: empty list, expected at least one value")
+            lists.append(values)
+        points += [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*lists)]
+    return points
+
+
+# ----------------------------------------------------------------------------- search
+
+
+def parse_search(raw: Any, path: Path) -> Search:
+    """Check a search section (sampler names, scheduler options, mode)."""
+    raw = _mapping(raw, path, "search")
+    for key in raw:
+        if key not in SEARCH_KEYS:
+            raise _err(path, f"search.{key}: unknown key, expected one of {', '.join(SEARCH_KEYS)}")
+    n = raw.get("num_samples", 1)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise _err(path, f"search.num_samples: expected a positive integer, got {n!r}")
+    metric = raw.get("metric", "val/miou")
+    if not isinstance(metric, str) or not metric:
+        raise _err(path, f"search.metric: expected a metric name such as val/miou, got {metric!r}")
+    mode = raw.get("mode", "max")
+    if mode not in ("min", "max"):
+        raise _err(path, f"search.mode: expected min or max, got {mode!r}")
+    seed = raw.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise _err(path, f"search.seed: expected a non-negative integer, got {seed!r}")
+    sched = dict(_mapping(raw.get("scheduler", {"name": "fifo"}), path, "search.scheduler"))
+    name = sched.pop("name", "fifo")
+    if name not in SCHEDULERS:
+        raise _err(path, f"search.scheduler.name: unknown scheduler {name!r}, expected one of "
+                         f"{', '.join(SCHEDULERS)}")
+    for key, value in sched.items():
+        if key not in SCHEDULERS[name]:
+            allowed = ", ".join(SCHEDULERS[name]) or "no options"
+            raise _err(path, f"search.scheduler.{key}: unknown option of {name}, expected "
+                             f"{allowed}")
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise _err(path, f"search.scheduler.{key}: expected a positive number, got {value!r}")
+    space = _mapping(raw.get("space"), path, "search.space")
+    if not space:
+        raise _err(path, "search.space: expected at least one key to search")
+    _check_keys(space, path, "search.space")
+    for key, spec in space.items():
+        if not isinstance(spec, dict) or len(spec) != 1:
+            raise _err(path, f"search.space.{key}: expected one sampler such as "
+                             f"{{choice: [1, 2]}} or {{loguniform: [0.1, 2.0]}}, got {spec!r}")
+        (sampler, args), = spec.items()
+        if sampler not in SAMPLERS:
+            raise _err(path, f"search.space.{key}: unknown sampler {sampler!r}, expected one "
+                             f"of {', '.join(SAMPLERS)}")
+        if not isinstance(args, list) or not args:
+            raise _err(path, f"search.space.{key}.{sampler}: expected a list of arguments")
+    return Search(num_samples=n, metric=metric, mode=mode, seed=seed,
+                  scheduler={"name": name, **sched}, space=space)
+
+
+def sample_points(search: Search, path: Path) -> list[dict[str, Any]]:
+    """Draw ``num_samples`` points from the space with Ray Tune's samplers (seeded)."""
+    import numpy as np
+    from ray import tune
+
+    domains = {}
+    for key, spec in search.space.items():
+        (sampler, args), = spec.items()
+        try:
+            domains[key] = (getattr(tune, sampler)(args) if sampler == "choice"
+                            else getattr(tune, sampler)(*args))
+        except (TypeError, ValueError, AssertionError) as exc:
+            raise _err(path, f"search.space.{key}.{sampler}: bad arguments {args!r} "
+                             f"({exc})") from None
+    rng = np.random.default_rng(search.seed)
+    return [{key: _plain(d.sample(random_state=rng)) for key, d in domains.items()}
+            for _ in range(search.num_samples)]
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def _resolve_paths(overrides: dict[str, Any], root: Path | None) -> dict[str, Any]:
+    if root is None:
+        return overrides
+    return {k: str((root / v).resolve()) if k in PATH_KEYS and isinstance(v, str)
+            and not Path(v).is_absolute() else v for k, v in overrides.items()}
+
+
+def load_experiment(path: str | Path, base_cfg: Config, *, root: Path | None = None
+                    ) -> Experiment:
+    """Parse and validate an experiment file against ``base_cfg``; raises ConfigError.
+
+    With ``root``, relative data roots and weight files in the file are resolved against it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: experiment file not found, expected a YAML file")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise _err(path, f"broken YAML ({first}), expected an experiment mapping") from None
+    if not isinstance(raw, dict):
+        raise _err(path, "expected a mapping with name, base and grid (or search)")
+    for key in raw:
+        if key not in TOP_KEYS:
+            raise _err(path, f"{key}: unknown key, expected one of {', '.join(TOP_KEYS)}")
+    name = raw.get("name", path.stem)
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise _err(path, f"name: expected a folder-safe name (letters, digits, _ . -), got "
+                         f"{name!r}")
+    base = _mapping(raw.get("base"), path, "base")
+    _check_keys(base, path, "base")
+    base = _resolve_paths(base, root)
+    if ("grid" in raw) == ("search" in raw):
+        raise _err(path, "expected exactly one of grid (a list of blocks) or search")
+
+    search = None
+    if "grid" in raw:
+        points = expand_grid(raw["grid"], path)
+    else:
+        search = parse_search(raw["search"], path)
+        points = sample_points(search, path)
+    varied = {k for p in points for k in p if len({repr(q.get(k)) for q in points}) > 1}
+    trials = [_build_trial(base_cfg, name, base, _resolve_paths(p, root), path, varied)
+              for p in points]
+    if search is not None:  # samples may repeat a value: number them
+        trials = [Trial(f"{i:03d}-{t.name}", t.overrides, t.cfg) for i, t in enumerate(trials)]
+    seen: dict[str, int] = {}
+    for i, t in enumerate(trials):
+        if t.name in seen:
+            raise _err(path, f"trials {seen[t.name]} and {i} are both named {t.name!r} (the same "
+                             f"point twice?), expected distinct grid points")
+        seen[t.name] = i
+    if search is not None and search.scheduler["name"] == "asha":
+        if not all(t.cfg.train.eval_every for t in trials):
+            raise _err(path, "search: the asha scheduler needs train.eval_every > 0 (set it "
+                             f"in base) so trials report {search.metric} while training")
+    return Experiment(name=name, path=path.resolve(), trials=trials, base=dict(base),
+                      search=search)

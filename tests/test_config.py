@@ -1,0 +1,125 @@
+"""Config loading: defaults, overrides, and every kind of bad input named precisely."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ripu.config import (
+    Config,
+    apply_overrides,
+    config_from_dict,
+    flatten,
+    load_config,
+    params_hash,
+    to_dict,
+)
+from ripu.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write(tmp_path: Path, data, name: str = "params.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
+    return path
+
+
+def test_repository_params_load_and_round_trip():
+    cfg = load_config(REPO / "params.yaml")
+    assert cfg.model.arch == "small" and cfg.data.num_classes == 19
+    assert config_from_dict(to_dict(cfg)) == cfg
+    assert dataclasses.is_dataclass(cfg) and cfg.__dataclass_params__.frozen
+
+
+def test_defaults_are_the_paper_setting():
+    cfg = Config()
+    assert (cfg.optim.lr, cfg.optim.head_lr_mult, cfg.optim.momentum) == (2.5e-4, 10.0, 0.9)
+    assert (cfg.optim.poly_iters, cfg.optim.iters) == (62500, 40000)
+    assert (cfg.loss.lc, cfg.loss.nl, cfg.loss.nl_threshold) == (0.1, 1.0, 0.05)
+    assert cfg.active.round_at == [0.25, 0.30, 0.35, 0.40, 0.45]
+
+
+def test_overrides_parse_yaml_values(tmp_path):
+    path = write(tmp_path, {"active": {"budget": 0.05}})
+    cfg = load_config(path, ["active.budget=0.022", "data.source_size=[64, 32]",
+                             "model.pretrained=null", "seed=3"])
+    assert cfg.active.budget == 0.022 and cfg.data.source_size == (64, 32)
+    assert cfg.model.pretrained is None and cfg.seed == 3
+
+
+def test_int_accepted_for_float_but_not_bool_for_int(tmp_path):
+    assert load_config(write(tmp_path, {"optim": {"lr": 1}})).optim.lr == 1.0
+    with pytest.raises(ConfigError, match=r"^optim\.iters: expected an integer, got True$"):
+        load_config(write(tmp_path, {"optim": {"iters": True}}))
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"active": {"budjet": 0.1}}, r"^active\.budjet: unknown key, expected one of strategy, "),
+    ({"nonsense": 1}, r"^nonsense: unknown key"),
+    ({"active": {"budget": 0.0}}, r"^active\.budget: 0\.0 is out of range, expected a value in "
+                                  r"\(0, 1\]$"),
+    ({"active": {"budget": 1.5}}, r"^active\.budget: 1\.5 is out of range"),
+    ({"active": {"rounds": 0, "round_at": []}}, r"^active\.rounds: 0 is out of range"),
+    ({"active": {"radius": -1}}, r"^active\.radius: -1 is out of range"),
+    ({"optim": {"iters": 0}}, r"^optim\.iters: 0 is out of range"),
+    ({"optim": {"lr": "fast"}}, r"^optim\.lr: expected a number, got 'fast'$"),
+    ({"data": {"source_size": [1, 2, 3]}}, r"^data\.source_size: expected a list of 2 values"),
+    ({"data": {"num_classes": 21}}, r"^data\.num_classes: expected one of 19, 16, got 21$"),
+    ({"model": {"arch": "unet"}}, r"^model\.arch: expected one of 'small', 'deeplabv2'"),
+    ({"train": {"kind": "magic"}}, r"^train\.kind: expected one of 'source_only'"),
+    ({"active": {"strategy": "oracle"}}, r"^active\.strategy: unknown strategy 'oracle', "
+                                         r"expected one of .*ripu_region"),
+    ({"active": {"rounds": 2}}, r"^active\.round_at: expected 2 values"),
+    ({"active": {"round_at": [0.5, 0.1, 0.2, 0.3, 0.4]}}, r"^active\.round_at: expected increasing"),
+    ({"optim": {"iters": 10, "poly_iters": 5}}, r"^optim\.iters: 10 exceeds optim\.poly_iters"),
+    ({"data": 3}, r"^data: expected a mapping, got 3$"),
+])
+def test_bad_values_name_the_full_key(tmp_path, raw, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, raw))
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", r"file is empty"),
+    ("a: [1, 2\n", r"broken YAML"),
+    ("- 1\n- 2\n", r"expected a mapping of sections, got list"),
+])
+def test_broken_files(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, text))
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match=r"params file not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize("override, message", [
+    ("active.budget", r"expected section\.key=value"),
+    ("active.budget=2", r"^active\.budget: 2 is out of range"),
+    ("seed.x=1", r"^seed: is not a section"),
+])
+def test_bad_overrides(tmp_path, override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, {}), [override])
+
+
+def test_apply_overrides_validates_and_leaves_original():
+    cfg = Config()
+    new = apply_overrides(cfg, {"active.budget": 0.05, "seed": 2})
+    assert (new.active.budget, new.seed) == (0.05, 2) and cfg.active.budget == 0.022
+    with pytest.raises(ConfigError, match=r"^active\.nope: unknown key"):
+        apply_overrides(cfg, {"active.nope": 1})
+
+
+def test_flatten_and_hash():
+    cfg = Config()
+    flat = flatten(cfg)
+    assert flat["active.budget"] == 0.022 and flat["active.round_at"] == "[0.25, 0.3, 0.35, 0.4, 0.45]"
+    assert flat["data.source_size"] == "[256, 128]"
+    assert params_hash(cfg) == params_hash(Config())
+    assert params_hash(cfg) != params_hash(apply_overrides(cfg, {"seed": 1}))
