@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import ctypes
 import gc
-import json
 import statistics
 import sys
 import threading
@@ -155,8 +154,8 @@ def main(argv: list[str] | None = None) -> int:
 
     fast_scores = region_scores(logits, args.radius)
     naive_scores = naive_region_scores(logits, args.radius)
-    scores_identical = all(torch.equal(a, b) for a, b in zip(fast_scores, naive_scores))
-    masks_identical = all(torch.equal(a, b) for a, b in zip(fast_masks, naive_masks))
+    scores_identical = all(torch.equal(a, b) for a, b in zip(fast_scores, naive_scores, strict=True))
+    masks_identical = all(torch.equal(a, b) for a, b in zip(fast_masks, naive_masks, strict=True))
     del fast_scores, naive_scores
     fast_peak = peak_memory_mb(lambda: fast_round(logits, n, args.radius), device)
     naive_peak = peak_memory_mb(lambda: naive_round(logits, n, args.radius), device)

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,23 +147,14 @@ def _trial_name(run: Any) -> str:
 
 def _read_trials_json(uri: str, run_id: str) -> dict[str, str]:
     """The sweep parent's ``trials.json`` artifact: {trial name: params hash}."""
-    from ripu.tracking import _client, _retry  # tracking.py is the only module importing mlflow
+    from ripu.tracking import read_artifact_text
 
-    client = _client(uri)
-    quiet = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR" not in os.environ  # no bar for one file
-    if quiet:
-        os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
     try:
-        with tempfile.TemporaryDirectory() as tmp:
-            local = _retry(lambda: client.download_artifacts(run_id, "trials.json", tmp))
-            data = json.loads(Path(local).read_text())
+        data = json.loads(read_artifact_text(uri, run_id, "trials.json"))
     except Exception as exc:  # noqa: BLE001 - mlflow raises several types for a missing file
         raise RipuError(f"sweep parent run {run_id}: cannot read its trials.json artifact "
                         f"({type(exc).__name__}); expected {{trial name: params hash}}"
                         ) from None
-    finally:
-        if quiet:
-            os.environ.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", None)
     if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
         raise RipuError(f"sweep parent run {run_id}: trials.json is not a mapping of trial name "
                         f"to params hash")

@@ -183,8 +183,8 @@ def list_runs(uri: str, experiment: str) -> list[Any]:
         return []
     runs, token = [], None
     while True:
-        page = _retry(lambda: client.search_runs([exp.experiment_id], max_results=1000,
-                                                 page_token=token))
+        page = _retry(lambda t=token: client.search_runs([exp.experiment_id],
+                                                         max_results=1000, page_token=t))
         runs.extend(page)
         token = page.token
         if not token:
@@ -195,6 +195,17 @@ def metric_history(uri: str, run_id: str, key: str) -> list[tuple[int, float]]:
     """``[(step, value), ...]`` of one metric of one run."""
     client = _client(uri)
     return [(m.step, m.value) for m in _retry(lambda: client.get_metric_history(run_id, key))]
+
+
+def read_artifact_text(uri: str, run_id: str, path: str) -> str:
+    """The text of one artifact of a run (e.g. a sweep parent's ``trials.json``)."""
+    import tempfile
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    client = _client(uri)
+    with tempfile.TemporaryDirectory() as tmp:
+        local = _retry(lambda: client.download_artifacts(run_id, path, tmp))
+        return Path(local).read_text()
 
 
 def free_port(host: str = "127.0.0.1") -> int:

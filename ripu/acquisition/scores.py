@@ -32,8 +32,9 @@ EPS = 1e-6
 SPARSE_MAX_RADIUS = 3
 # Up to this radius integer window sums use shifted adds; above it cumulative sums.
 SHIFT_MAX_RADIUS = 4
-# Elements (classes x pixels) per band of rows in the softmax/entropy pass (~4 MiB float32).
-BAND_ELEMENTS = 1 << 20
+# Elements (classes x pixels) per band of rows in the softmax/entropy pass: 16 MiB of float32,
+# small enough for the allocator to reuse (not map afresh), large enough for few, big ops.
+BAND_ELEMENTS = 1 << 22
 
 
 class RegionScores(NamedTuple):
@@ -180,8 +181,8 @@ def first_argmax(probs: torch.Tensor) -> torch.Tensor:
 def entropy_and_labels(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Un-normalised pixel entropy ``-sum_c p_c log(p_c + 1e-6)`` and the pseudo-label.
 
-    Evaluated in bands of rows so every temporary stays a few MiB (cache-resident, and
-    reused by the allocator instead of being mapped afresh for each call).
+    Evaluated in bands of rows (``BAND_ELEMENTS``) so temporaries stay small enough to be
+    reused by the allocator instead of being mapped afresh for each call.
 
     Shape:
         logits: (C, H, W); returns entropy (H, W) float32 (natural log) and labels (H, W)

@@ -100,32 +100,46 @@ def _scan(order: list[int], height: int, width: int, n: int, block_radius: int) 
     return accepted
 
 
+def greedy_centres(score: torch.Tensor, n: int, block_radius: int,
+                   blocked: torch.Tensor | None = None) -> list[int]:
+    """Flat indices of up to ``n`` greedy centres, in the order they are chosen.
+
+    Visits pixels by descending score (ties: lower flat index), skips blocked ones, and
+    blocks the clipped ``(2 * block_radius + 1)^2`` window around each accepted centre.
+
+    Shape:
+        score: (H, W) float, finite; blocked: (H, W) bool or None
+    """
+    _check_count(n, "n")
+    check_radius(block_radius)
+    blocked_in = _check_inputs(score, blocked)
+    if not bool(torch.isfinite(score).all()):
+        raise RipuError("score: expected finite values, got NaN or infinity")
+    if n == 0:
+        return []
+    height, width = score.shape
+    order = candidate_order(score, blocked_in, n * (2 * block_radius + 1) ** 2).tolist()
+    return _scan(order, height, width, n, block_radius)
+
+
 def greedy_select(score: torch.Tensor, n: int, label_radius: int, block_radius: int,
                   blocked: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Pick up to ``n`` centres greedily; label ``N_label`` and block ``N_block`` around each.
 
-    Pixels blocked on input are never chosen; ``blocked`` is not modified. If fewer than
-    ``n`` centres can be placed, all possible ones are.
+    Pixels blocked on input are never chosen as centres; ``blocked`` is not modified. If
+    fewer than ``n`` centres can be placed, all possible ones are.
 
     Shape:
         score: (H, W) float; blocked: (H, W) bool or None;
         returns (selected, blocked) bool (H, W) on the score's device
     """
-    _check_count(n, "n")
     check_radius(label_radius)
-    check_radius(block_radius)
+    centres = greedy_centres(score, n, block_radius, blocked)
     blocked_in = _check_inputs(score, blocked)
-    if not bool(torch.isfinite(score).all()):
-        raise RipuError("score: expected finite values, got NaN or infinity")
     height, width = score.shape
-    if n == 0:
-        return torch.zeros_like(blocked_in), blocked_in.clone()
-    limit = n * (2 * block_radius + 1) ** 2
-    order = candidate_order(score, blocked_in, limit).tolist()
-    accepted = _scan(order, height, width, n, block_radius)
-    centres = torch.tensor(accepted, dtype=torch.int64, device=score.device)
-    selected = window_mask(centres, height, width, label_radius)
-    return selected, blocked_in | window_mask(centres, height, width, block_radius)
+    index = torch.tensor(centres, dtype=torch.int64, device=score.device)
+    selected = window_mask(index, height, width, label_radius)
+    return selected, blocked_in | window_mask(index, height, width, block_radius)
 
 
 def select_regions(score: torch.Tensor, n_regions: int, radius: int = 1,

@@ -72,7 +72,7 @@ SOURCE_MATERIALS: dict[str, tuple[Colour, ...]] = {
 }
 
 TARGET_MATERIALS: dict[str, tuple[Colour, ...]] = {
-    "road": ((112, 106, 118),),
+    "road": ((104, 100, 110),),
     "marking": ((206, 206, 200),),
     "sidewalk": ((150, 136, 146), (128, 126, 132)),
     "kerb": ((166, 164, 162),),
@@ -150,8 +150,8 @@ TARGET = DomainStyle(
     fence=0.2, parked_car=0.55, moving_vehicles=1.3, truck_share=0.07, bus_share=0.06,
     train=0.12, persons=4.0, riders=0.6, bicycles=0.8, motorcycles=0.3,
     pole_spacing=(9.0, 18.0), light=0.4, sign=0.5, clutter=0.8, ego=0.85, captured=True,
-    texture=0.6, blur=(0.5, 0.9), noise=(2.0, 5.0), vignette=(0.15, 0.35), light_field=0.12,
-    gamma=(0.85, 1.15),
+    texture=0.45, blur=(0.5, 0.9), noise=(1.5, 4.0), vignette=(0.15, 0.35), light_field=0.12,
+    gamma=(0.9, 1.1),
 )
 
 STYLES: dict[str, DomainStyle] = {"source": SOURCE, "target": TARGET}

@@ -14,6 +14,7 @@ in where target supervision comes from (METHOD.md section 2):
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -260,8 +261,8 @@ class Trainer:
             self.iteration += 1
             count += 1
             for k, v in terms.items():
-                sums[k] += float(v)
-            sums["loss"] += float(total)
+                sums[k] += v.item()
+            sums["loss"] += sum(weights[k] * v.item() for k, v in terms.items())
             bar.update(1)
             if self.iteration % cfg.log_every == 0 or self.iteration == end:
                 means = {k: v / count for k, v in sums.items()}
@@ -343,8 +344,9 @@ class Trainer:
             "miou": float(result.miou),
             **{k: float(v) for k, v in result.summary.items()
                if k.startswith("miou") and isinstance(v, float)},
-            "iou": {name: float(v) for name, v in zip(self.data["val"].class_names,
-                                                      result.iou.tolist())},
+            "iou": {name: None if math.isnan(v) else float(v)  # None: class absent in val
+                    for name, v in zip(self.data["val"].class_names, result.iou.tolist(),
+                                       strict=True)},
         }
         write_json(self.out_dir / "results.json", results)
         self.callbacks.on_end(self, results, result)

@@ -151,6 +151,10 @@ def test_lse_trial_logs_rounds_to_mlflow(lse_run):
     assert history("lse/tau/road") == [(r, pytest.approx(float(c.pseudo_set.tau[0])))
                                        for r, c in enumerate(caches)]
     assert history("lse/iteration") == [(r, c.end) for r, c in enumerate(caches)]
+    # Poly decay restarts at optim.lr in every round; step s logs iteration s - 1.
+    expected = [(it + 1, pytest.approx(0.01 * (1 - (it - c.start) / c.iterations) ** 0.9))
+                for c in caches for it in range(c.start, c.end)]
+    assert history("train/lr") == expected
     files = [f.path for f in client.list_artifacts(run_id, "lse")]
     assert files == [f"lse/round_{r}.json" for r in range(ROUNDS)]
     local = client.download_artifacts(run_id, "lse/round_1.json", str(out.parent))
@@ -232,3 +236,15 @@ def test_hybrid_trial_pseudo_labels_skip_selected_pixels(data_root: Path, tmp_pa
     ckpt = torch.load(tmp_path / "trial" / "checkpoints" / "last.pt", map_location="cpu",
                       weights_only=True)
     assert all(np.array_equal(ckpt["pseudo"][k].numpy(), trainer.pseudo[k]) for k in ids)
+
+
+def test_round_keeping_no_image_trains_nothing(data_root: Path, tmp_path: Path, caplog):
+    # The authors' rule keeps floor(N_c * p / C) = floor(6 * 0.1 / 19) = 0 images per class.
+    cfg = make_cfg(data_root, tmp_path, lse={"rounds": 1, "p_base": 0.1, "rule": "authors"})
+    capture = Capture()
+    with caplog.at_level("WARNING", logger="ripu.selftrain.train"):
+        results = run_trial(cfg, tmp_path / "trial", progress=False, callbacks=[capture])
+    rnd = load_round(round_path(tmp_path / "trial", 0))
+    assert rnd.pseudo_set.kept_images == [] and rnd.iterations == 0
+    assert results["iterations"] == 0 and capture.rounds[0].num_patches == 0
+    assert "keeps no target image" in caplog.text
