@@ -19,6 +19,10 @@ Reported: naive time (one run), fast time (median of ``--repeats``), their ratio
 identity and the peak memory of one round (resident-set growth over the logits already in
 memory, sampled every 2 ms after returning freed heap memory to the OS; on CUDA the peak
 allocated memory).
+
+On a shared machine, OpenMP's default active waiting makes many-op code very slow whenever
+another process takes a core (each parallel region waits a time slice for a descheduled
+thread); ``OMP_WAIT_POLICY=PASSIVE`` avoids that. The policy and the load are reported.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import gc
+import os
 import statistics
 import sys
 import threading
@@ -132,9 +137,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5, help="fast runs (median reported)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch intra-op threads (default: torch's choice)")
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
     args = parser.parse_args(argv)
 
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     height, width = args.size
     budget = Budget("region", args.fraction, 0, args.rounds, args.radius)
@@ -142,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     logits = realistic_logits(args.classes, height, width, args.seed, device)
     print(f"logits {args.classes} x {height} x {width} float32 on {device}, radius "
           f"{args.radius}, {n} regions; torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads")
+          f"{torch.get_num_threads()} threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '')!r}, "
+          f"load average {os.getloadavg()[0]:.1f}")
 
     fast_round(logits, n, args.radius)  # warm-up
     fast_times, fast_masks = [], None
@@ -174,6 +184,9 @@ def main(argv: list[str] | None = None) -> int:
             "naive_peak_memory_mb": round(naive_peak, 1), "size": [height, width],
             "classes": args.classes, "radius": args.radius, "regions": n,
             "device": str(device), "threads": torch.get_num_threads(),
+            "fast_seconds_all": [round(t, 4) for t in fast_times],
+            "load_average": round(os.getloadavg()[0], 2),
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
         })
     return 0 if masks_identical else 1
 

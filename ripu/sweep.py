@@ -27,6 +27,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,7 @@ RAY_ENV = {
     "RAY_AIR_NEW_OUTPUT": "0",
     "RAY_USAGE_STATS_ENABLED": "0",
     "TUNE_DISABLE_STRICT_METRIC_CHECKING": "1",
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
 }
 
 
@@ -245,6 +247,40 @@ def _connect(cfg: Config, address: str | None, n_trials: int) -> bool:
     return True
 
 
+@contextlib.contextmanager
+def services(cfg: Config, uri: str, address: str | None, n_trials: int) -> Iterator[str]:
+    """Ray (see :func:`_connect`) and the tracking server (see :func:`tracking_server`) for
+    the block; yields the URI trials log to. The server boots in a thread while Ray starts
+    (each takes seconds to tens of seconds); whatever this started is stopped afterwards."""
+    import ray
+
+    server = tracking_server(uri)
+    pool = ThreadPoolExecutor(max_workers=1)
+    booting = pool.submit(server.__enter__)
+    pool.shutdown(wait=False)
+    try:
+        started = _connect(cfg, address, n_trials)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            booting.result()
+            server.__exit__(None, None, None)
+        raise
+    try:
+        url = booting.result()
+    except BaseException:
+        if started:
+            ray.shutdown()
+        raise
+    try:
+        yield url
+    finally:
+        try:
+            if started:
+                ray.shutdown()
+        finally:
+            server.__exit__(None, None, None)
+
+
 def _progress_callback(total: int, enabled: bool):
     """A Ray Tune callback that advances a tqdm bar as trials end (driver side)."""
     from ray.tune import Callback as TuneCallback
@@ -300,7 +336,7 @@ def _fit(cfg: Config, exp: Experiment, todo: list[Trial], *, out_root: Path, ini
         trainable,
         param_space={"trial": tune.grid_search([t.name for t in todo])},
         tune_config=tune.TuneConfig(
-            max_concurrent_trials=s.max_concurrent,
+            max_concurrent_trials=s.max_concurrent, reuse_actors=True,
             scheduler=_scheduler(exp, max(t.cfg.optim.iters for t in todo)),
             trial_name_creator=lambda trial: trial.config["trial"],
             trial_dirname_creator=lambda trial: f"{trial.config['trial']}_{trial.trial_id}"),
@@ -361,7 +397,7 @@ def run_sweep(cfg: Config, experiment_file: str | Path, *, init: str | Path | No
             "max_concurrent": cfg.sweep.max_concurrent, "max_failures": cfg.sweep.max_failures,
             "cpus_per_trial": cfg.sweep.cpus_per_trial, "gpus_per_trial": cfg.sweep.gpus_per_trial}
     parent = _parent_run(uri, exp, out_root, known, info)
-    grid, failed = None, []
+    failed: list[str] = []
     try:
         if todo:
             for key, value in RAY_ENV.items():
@@ -370,20 +406,15 @@ def run_sweep(cfg: Config, experiment_file: str | Path, *, init: str | Path | No
             store = Path(tempfile.mkdtemp(prefix="ripu-ray-") if own_storage else storage)
             store = store.resolve()
             store.mkdir(parents=True, exist_ok=True)
-            with tracking_server(uri) as server_uri:
-                started_ray = _connect(cfg, ray_address, len(todo))
-                try:
+            try:
+                with services(cfg, uri, ray_address, len(todo)) as server_uri:
                     grid = _fit(cfg, exp, todo, out_root=out_root, init=init_path,
                                 tracking_uri=server_uri, parent_id=parent.run_id,
                                 storage=store, progress=progress, callbacks=callbacks)
-                finally:
-                    if started_ray:
-                        import ray
-
-                        ray.shutdown()
-                    if own_storage:
-                        shutil.rmtree(store, ignore_errors=True)
-                results, failed = _collect(exp, todo, grid, out_root, server_uri)
+                    results, failed = _collect(exp, todo, grid, out_root, server_uri)
+            finally:
+                if own_storage:
+                    shutil.rmtree(store, ignore_errors=True)
         else:
             results = _collect(exp, [], None, out_root, uri)[0]
         counts = {s: sum(r["status"] == s for r in results)

@@ -130,6 +130,7 @@ class Tracker:
             run_id = run.info.run_id
         else:
             _retry(lambda: self.client.update_run(run_id, status="RUNNING"))
+            self.run_id = run_id
             if tags:
                 self.set_tags(tags)
         self.run_id = run_id

@@ -71,8 +71,8 @@ def test_names_show_every_other_varied_key(tmp_path, base_cfg):
     grid = [{"train.kind": ["active"], "active.strategy": ["ripu_region"],
              "active.radius": [1, 2], "loss.nl": [0.5], "seed": [0]}]
     exp = load_experiment(write(tmp_path, {"name": "r", "grid": grid}), base_cfg)
-    assert [t.name for t in exp.trials] == ["active-ripu_region-b0.022-nl0.5-radius1-s0",
-                                            "active-ripu_region-b0.022-nl0.5-radius2-s0"]
+    assert [t.name for t in exp.trials] == ["active-ripu_region-b0.022-radius1-nl0.5-s0",
+                                            "active-ripu_region-b0.022-radius2-nl0.5-s0"]
     assert [t.cfg.active.radius for t in exp.trials] == [1, 2]
 
 
@@ -134,7 +134,7 @@ def test_search_samples_are_seeded_valid_and_named(tmp_path, base_cfg):
     for i, t in enumerate(exp.trials):
         assert t.name.startswith(f"{i:03d}-active-ripu_region-b0.022-")
         assert t.cfg.active.radius in (1, 2) and 0.1 <= t.cfg.loss.nl <= 2.0
-        assert t.name.endswith(f"-radius{t.cfg.active.radius}-s0")
+        assert t.name.endswith(f"-radius{t.cfg.active.radius}-nl{t.cfg.loss.nl:.4g}-s0")
         assert t.cfg.train.eval_every == 5
     assert len({t.cfg.loss.nl for t in exp.trials}) == 6
     again = load_experiment(write(tmp_path, spec, "again.yaml"), base_cfg)

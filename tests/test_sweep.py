@@ -26,6 +26,7 @@ from mlflow.tracking import MlflowClient
 
 from ripu.config import Config, apply_overrides, load_config
 from ripu.engine.callbacks import RUN_ID_FILE, Callback
+from ripu.engine.schedule import round_iterations
 from ripu.engine.trainer import resume_hash, run_trial
 from ripu.errors import RipuError
 from ripu.sweep import PARENT_ID_FILE, run_sweep
@@ -92,10 +93,35 @@ def tiny(tmp_path_factory):
 # ----------------------------------------------------------------------------- default suite
 
 
+class RecordLogs(Callback):
+    """Test-only: write every metric the trainer hands to its callbacks into the trial folder."""
+
+    def on_log(self, trainer, metrics, step) -> None:
+        with open(trainer.out_dir / "logged.jsonl", "a") as f:
+            f.write(json.dumps({"step": step, "metrics": metrics}) + "\n")
+
+
+def _pickle_this_module_by_value() -> None:
+    """Ray workers need not import the tests package: ship test callbacks by value."""
+    from ray import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+def logging_steps(cfg: Config, kind: str) -> list[int]:
+    """Where the trainer logs: every log_every steps, and at the end of each training segment
+    (a selection round ends one)."""
+    ends = {ITERS}
+    if kind == "active":
+        ends |= {i for i in round_iterations(cfg.active.round_at, ITERS) if i > 0}
+    return sorted(set(range(LOG_EVERY, ITERS + 1, LOG_EVERY)) | ends)
+
+
 def test_sweep_on_local_ray_with_mlflow_server(tiny, monkeypatch):
     root, cfg, init = tiny
     monkeypatch.chdir(root)  # MLflow's default artifact folder (mlruns/) goes here
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    _pickle_this_module_by_value()
     exp_file = write_experiment(root / "four.yaml", "four", [
         {"train.kind": ["source_only", "supervised"], "seed": [0]},
         {"train.kind": ["active"], "active.strategy": ["ripu_region", "ripu_point"],
@@ -103,7 +129,8 @@ def test_sweep_on_local_ray_with_mlflow_server(tiny, monkeypatch):
     names = ["source_only-s0", "supervised-s0", "active-ripu_region-b0.022-s0",
              "active-ripu_point-p40-s0"]
     started = time.perf_counter()
-    results = run_sweep(cfg, exp_file, init=init, out_dir=root / "runs", progress=False)
+    results = run_sweep(cfg, exp_file, init=init, out_dir=root / "runs", progress=False,
+                        callbacks=[RecordLogs()])
     first_seconds = time.perf_counter() - started
     print(f"\ntiny sweep of 4 trials: {first_seconds:.1f} s")
 
@@ -135,10 +162,14 @@ def test_sweep_on_local_ray_with_mlflow_server(tiny, monkeypatch):
         stored = json.loads((folder / "results.json").read_text())
         assert stored["miou"] == r["miou"] and 0.0 <= r["miou"] <= 1.0
         assert stored["iterations"] == ITERS
-        # No metric lost: every logging step of the trainer reached the store once.
-        steps = [s for s, _ in metric_history(uri, run.info.run_id, "train/loss")]
-        assert steps == list(range(LOG_EVERY, ITERS + 1, LOG_EVERY))
-        assert [s for s, _ in metric_history(uri, run.info.run_id, "train/lr")] == steps
+        # No metric lost: every metric of every logging step reached the store, once.
+        logged = [json.loads(line) for line in (folder / "logged.jsonl").open()]
+        assert [e["step"] for e in logged] == logging_steps(cfg, r["kind"])
+        for key in {k for e in logged for k in e["metrics"]}:
+            expected = [(e["step"], e["metrics"][key]) for e in logged if key in e["metrics"]]
+            history = metric_history(uri, run.info.run_id, key)
+            assert [h[0] for h in history] == [e[0] for e in expected], key
+            assert [h[1] for h in history] == pytest.approx([e[1] for e in expected]), key
         assert metric_history(uri, run.info.run_id, "val/miou") == [(ITERS, r["miou"])]
         assert run.data.metrics["final/miou"] == pytest.approx(r["miou"])
         rounds = sorted(p.name for p in (folder / "masks").glob("round_*.npz"))
@@ -196,13 +227,6 @@ class RecordNode(Callback):
         import ray
 
         (trainer.out_dir / "node.txt").write_text(ray.get_runtime_context().get_node_id())
-
-
-def _pickle_this_module_by_value() -> None:
-    """Ray workers need not import the tests package: ship these callbacks by value."""
-    from ray import cloudpickle
-
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
 @pytest.mark.slow

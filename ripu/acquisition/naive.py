@@ -3,8 +3,9 @@
 It spells METHOD.md section 1 out directly: one-hot box convolutions (``F.conv2d``) for the
 class counts and the entropy sums, and a greedy loop that takes one full-image argmax per
 selected region and writes ``-inf`` over the blocked window. It follows the numerical
-contract stated in ``scores.py`` (class sums in class order, window sums in float64), so its scores equal the fast ones bit for bit and its masks must be identical. Not for production
-use: it is slow and memory-hungry by design.
+contract stated in ``scores.py`` (sums over classes in class order, window sums in float64),
+so its scores equal the fast ones bit for bit and its masks must be identical. Not for
+production use: it is slow and memory-hungry by design.
 """
 
 from __future__ import annotations

@@ -127,8 +127,9 @@ def _full_image_round(dataset: Sequence, state: LabelState, budget: Budget, roun
         bar.update(1)
     total = sum(h * w for h, w in shapes)
     done = sum(state.labelled_count(i) for i in ids)
-    costs = [h * w - state.labelled_count(i) or None for i, (h, w) in zip(ids, shapes,
-                                                                          strict=True)]
+    # Cost of an image: its pixels not yet labelled (None: nothing left to label).
+    costs = [h * w - state.labelled_count(image_id) or None
+             for image_id, (h, w) in zip(ids, shapes, strict=True)]
     allowance = max(0, pixel_cap(budget, total, round_index) - done)
     chosen = select_full_images(costs, allowance, round_generator(seed, round_index))
     for k in chosen:

@@ -29,12 +29,14 @@ from ripu.errors import RipuError
 EPS = 1e-6
 # Up to this radius the impurity is evaluated only where the window holds two or more classes
 # (everywhere else it is the constant of a pure window); above it every pixel is evaluated.
-SPARSE_MAX_RADIUS = 3
+SPARSE_MAX_RADIUS = 2
 # Up to this radius integer window sums use shifted adds; above it cumulative sums.
 SHIFT_MAX_RADIUS = 4
 # Elements (classes x pixels) per band of rows in the softmax/entropy pass: 16 MiB of float32,
 # small enough for the allocator to reuse (not map afresh), large enough for few, big ops.
 BAND_ELEMENTS = 1 << 22
+# Window slots (pixels x window area) per chunk of the sparse impurity pass.
+CHUNK_SLOTS = 1 << 21
 
 
 class RegionScores(NamedTuple):
@@ -76,32 +78,34 @@ def window_sizes(height: int, width: int, radius: int,
     return extent(height)[:, None] * extent(width)[None, :]
 
 
-def _shifted_window_sum(x: torch.Tensor, radius: int) -> torch.Tensor:
-    """Clipped window sum by shifted in-place adds, rows then columns (any dtype)."""
+def _separable(x: torch.Tensor, radius: int, combine) -> torch.Tensor:
+    """Clipped window reduction, rows then columns, by in-place ``combine(acc, shifted)``
+    with the map shifted by 1..radius each way (shifts that leave the image are skipped)."""
     for dim in (1, 0):
         n = x.shape[dim]
         out = x.clone()
         for d in range(1, min(radius, n - 1) + 1):
-            out.narrow(dim, d, n - d).add_(x.narrow(dim, 0, n - d))
-            out.narrow(dim, 0, n - d).add_(x.narrow(dim, d, n - d))
+            combine(out.narrow(dim, d, n - d), x.narrow(dim, 0, n - d))
+            combine(out.narrow(dim, 0, n - d), x.narrow(dim, d, n - d))
         x = out
     return x
 
 
 def _cumsum_window_sum(x: torch.Tensor, radius: int) -> torch.Tensor:
-    """Clipped window sum of an integer map by differences of int64 cumulative sums."""
-    out = x.to(torch.int64)
+    """Clipped window sum of an integer map by differences of int32 cumulative sums:
+    ``out[i] = cs[min(i + r, n - 1)] - cs[i - r - 1]`` (0 when ``i - r - 1 < 0``)."""
     for dim in (1, 0):
-        n = out.shape[dim]
-        cs = out.cumsum(dim)
-        shape = list(cs.shape)
-        shape[dim] = radius + 1
-        zeros = cs.new_zeros(shape)
-        shape[dim] = radius
-        last = cs.narrow(dim, n - 1, 1).expand(shape)
-        padded = torch.cat([zeros, cs, last], dim)  # padded[j] = cs[j - radius - 1], clamped
-        out = padded.narrow(dim, 2 * radius + 1, n) - padded.narrow(dim, 0, n)
-    return out.to(x.dtype)
+        n = x.shape[dim]
+        cs = x.cumsum(dim, dtype=torch.int32)
+        out = torch.empty_like(cs)
+        head = max(0, n - radius)
+        out.narrow(dim, 0, head).copy_(cs.narrow(dim, n - head, head))
+        out.narrow(dim, head, n - head).copy_(cs.narrow(dim, n - 1, 1).expand_as(
+            out.narrow(dim, head, n - head)))
+        if radius + 1 < n:
+            out.narrow(dim, radius + 1, n - radius - 1).sub_(cs.narrow(dim, 0, n - radius - 1))
+        x = out
+    return x
 
 
 def window_sum(x: torch.Tensor, radius: int) -> torch.Tensor:
@@ -115,22 +119,18 @@ def window_sum(x: torch.Tensor, radius: int) -> torch.Tensor:
         x: (H, W); returns (H, W), same dtype
     """
     if x.is_floating_point() or radius <= SHIFT_MAX_RADIUS:
-        return _shifted_window_sum(x, radius)
-    return _cumsum_window_sum(x, radius)
+        return _separable(x, radius, lambda acc, shifted: acc.add_(shifted))
+    return _cumsum_window_sum(x, radius).to(x.dtype)
 
 
-def _window_extreme(x: torch.Tensor, radius: int, op) -> torch.Tensor:
-    """Clipped window max (``op=torch.maximum``) or min, separably by shifted compares."""
-    for dim in (1, 0):
-        n = x.shape[dim]
-        out = x.clone()
-        for d in range(1, min(radius, n - 1) + 1):
-            a = out.narrow(dim, d, n - d)
-            op(a, x.narrow(dim, 0, n - d), out=a)
-            b = out.narrow(dim, 0, n - d)
-            op(b, x.narrow(dim, d, n - d), out=b)
-        x = out
-    return x
+def window_max(x: torch.Tensor, radius: int) -> torch.Tensor:
+    """Maximum over the clipped (2k+1)^2 window. Shape: x (H, W); returns (H, W)."""
+    return _separable(x, radius, lambda acc, shifted: torch.maximum(acc, shifted, out=acc))
+
+
+def window_min(x: torch.Tensor, radius: int) -> torch.Tensor:
+    """Minimum over the clipped (2k+1)^2 window. Shape: x (H, W); returns (H, W)."""
+    return _separable(x, radius, lambda acc, shifted: torch.minimum(acc, shifted, out=acc))
 
 
 def _sum_classes(x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
@@ -232,30 +232,35 @@ def _mixed_plogp(labels: torch.Tensor, num_classes: int, radius: int, sizes: tor
     Each window's labels are gathered (outside the image: a sentinel ``C``) and sorted, so
     equal labels form runs in ascending class order; a run's length is its class count.
     Sentinel runs get ``q = 0``, whose term ``0 * log(1e-6) = -0.0`` leaves a sum unchanged.
+    Pixels are processed in chunks of ``CHUNK_SLOTS`` window slots to bound memory.
 
     Shape:
         labels: (H, W); sizes: (H, W) int64; where: (M,) flat indices; returns (M,) float64
     """
     width = labels.shape[1]
-    side = 2 * radius + 1
-    slots = side * side
+    slots = (2 * radius + 1) ** 2
     padded = torch.nn.functional.pad(labels, (radius,) * 4, value=num_classes).view(-1)
     stride = width + 2 * radius
-    base = (where // width + radius) * stride + where % width + radius
     steps = torch.arange(-radius, radius + 1, device=labels.device)
     offsets = (steps[:, None] * stride + steps[None, :]).view(-1)
-    window = torch.sort(torch.take(padded, base[:, None] + offsets[None, :]), dim=1).values
-    starts = torch.ones(window.shape, dtype=torch.bool, device=labels.device)
-    torch.ne(window[:, 1:], window[:, :-1], out=starts[:, 1:])
-    # Every row starts a run, so the next start after a row's last run is the next row's.
-    first = starts.view(-1).nonzero().squeeze(1)
-    end = torch.full((1,), window.numel(), dtype=first.dtype, device=first.device)
-    length = torch.diff(first, append=end)
-    pixel = first // slots
-    q = length.to(torch.float64) / sizes.view(-1)[where][pixel].to(torch.float64)
-    q.masked_fill_(window.view(-1)[first] == num_classes, 0.0)
-    acc = torch.zeros(where.numel(), dtype=torch.float64, device=labels.device)
-    return acc.index_add_(0, pixel, _plogp(q))
+    out = torch.empty(where.numel(), dtype=torch.float64, device=labels.device)
+    chunk = max(1, CHUNK_SLOTS // slots)
+    for lo in range(0, where.numel(), chunk):
+        pixels = where[lo:lo + chunk]
+        base = (pixels // width + radius) * stride + pixels % width + radius
+        window = torch.sort(torch.take(padded, base[:, None] + offsets), dim=1).values
+        starts = torch.ones(window.shape, dtype=torch.bool, device=labels.device)
+        torch.ne(window[:, 1:], window[:, :-1], out=starts[:, 1:])
+        # Every row starts a run, so the next start after a row's last run is the next row's.
+        first = starts.view(-1).nonzero().squeeze(1)
+        end = torch.full((1,), window.numel(), dtype=first.dtype, device=first.device)
+        length = torch.diff(first, append=end)
+        pixel = first // slots
+        q = length.to(torch.float64) / sizes.view(-1)[pixels][pixel].to(torch.float64)
+        q.masked_fill_(window.view(-1)[first] == num_classes, 0.0)
+        acc = out[lo:lo + chunk].zero_()
+        acc.index_add_(0, pixel, _plogp(q))
+    return out
 
 
 def class_plogp_sum(labels: torch.Tensor, num_classes: int, radius: int,
@@ -281,8 +286,7 @@ def class_plogp_sum(labels: torch.Tensor, num_classes: int, radius: int,
         q = counts.view(-1)[flat].to(torch.float64) / sizes.view(-1)[cols].to(torch.float64)
         acc = torch.zeros(counts.shape[1], dtype=torch.float64, device=labels.device)
         return acc.index_add_(0, cols, _plogp(q)).view(height, width)
-    mixed = (_window_extreme(small, radius, torch.maximum)
-             != _window_extreme(small, radius, torch.minimum))
+    mixed = window_max(small, radius) != window_min(small, radius)
     where = mixed.view(-1).nonzero().squeeze(1)
     pure = _plogp(torch.ones(1, dtype=torch.float64, device=labels.device))
     out = pure.expand(height * width).clone()

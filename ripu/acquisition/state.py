@@ -201,7 +201,8 @@ class LabelState:
         except RipuError:
             raise
         except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
-            raise RipuError(f"{path}: cannot read round file ({err})") from err
+            raise RipuError(f"{path}: cannot read round file ({err}); expected a round_<r>.npz "
+                            f"written by ripu") from err
         return cls._from_arrays(path, header, ids, shapes, labelled, blocked)
 
     @classmethod
@@ -258,7 +259,8 @@ def read_header(path: str | os.PathLike) -> dict[str, Any]:
     except RipuError:
         raise
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
-        raise RipuError(f"{path}: cannot read round file ({err})") from err
+        raise RipuError(f"{path}: cannot read round file ({err}); expected a round_<r>.npz "
+                        f"written by ripu") from err
 
 
 def latest_round(masks_dir: str | os.PathLike) -> tuple[int, Path] | None:

@@ -42,7 +42,7 @@ def pair_items(
     if len(images) != len(labels):
         raise DatasetError(
             f"{dataset}: {len(images)} images under {image_dir} but {len(labels)} labels "
-            f"under {label_dir}"
+            f"under {label_dir}; expected one label per image"
         )
     for image_id in sorted(images):
         if image_id not in labels:
@@ -50,6 +50,25 @@ def pair_items(
                 f"{dataset}: image {images[image_id]} has no label (expected one in {label_dir})"
             )
     return [(images[i], labels[i], i) for i in sorted(images)]
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_END = b"IEND\xaeB`\x82"  # the IEND chunk's type and CRC: the last bytes of a PNG
+
+
+def check_png_complete(path: Path) -> None:
+    """Raise DatasetError unless ``path`` starts with the PNG signature and ends with the IEND
+    chunk (a few trailing bytes tolerated). Reads 72 bytes: finds truncated copies of a
+    dataset up front, without decoding it."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(PNG_SIGNATURE))
+            f.seek(max(0, f.seek(0, 2) - 64))
+            tail = f.read()
+    except OSError as err:
+        raise DatasetError(f"cannot read {path} ({err.strerror}); expected a PNG file") from None
+    if head != PNG_SIGNATURE or PNG_END not in tail:
+        raise DatasetError(f"{path} is truncated or not a PNG; expected a complete PNG file")
 
 
 def read_rgb(path: Path) -> np.ndarray:
@@ -119,6 +138,13 @@ class SegmentationDataset(torch.utils.data.Dataset):
     @property
     def ids(self) -> list[str]:
         return [item[2] for item in self.items]
+
+    def check_files(self) -> None:
+        """DatasetError naming the first image or label file that is not a complete PNG
+        (cheap: no decoding; label ids are checked when a label is read)."""
+        for image_path, label_path, _ in self.items:
+            check_png_complete(image_path)
+            check_png_complete(label_path)
 
     def _decode_label(self, path: Path) -> np.ndarray:
         """Raw label ids of one file. Shape: returns (H, W) integer."""

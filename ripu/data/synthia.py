@@ -38,7 +38,8 @@ class SynthiaDataset(SegmentationDataset):
         self, root: str | os.PathLike, num_classes: int = 16, transform: Transform | None = None
     ) -> None:
         if num_classes != 16:
-            raise RipuError(f"synthia: num_classes must be 16, got {num_classes}")
+            raise RipuError(f"synthia: num_classes must be 16, got {num_classes}; expected "
+                            f"data.num_classes: 16 with a SYNTHIA source")
         root = require_dir(Path(root), "SYNTHIA root")
         image_dir = require_dir(root / "RGB", "SYNTHIA RGB folder")
         label_dir = require_dir(root / "GT" / "LABELS", "SYNTHIA GT/LABELS folder")

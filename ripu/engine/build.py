@@ -10,7 +10,7 @@ import torch
 from ripu.config import Config
 from ripu.data import SegmentationDataset, build_dataset
 from ripu.data.transforms import SegTransform
-from ripu.errors import RipuError
+from ripu.errors import DatasetError, RipuError
 
 
 def build_datasets(cfg: Config, *, augment: bool = True,
@@ -21,7 +21,8 @@ def build_datasets(cfg: Config, *, augment: bool = True,
     Source images are resized to ``data.source_size`` (random crop and flip when ``augment``);
     target train images and labels to ``data.target_size`` (no randomness: selection masks
     live at this resolution; the trainer flips target batches itself); val stays at full
-    label resolution (evaluation resizes the input to ``data.eval_size``).
+    label resolution (evaluation resizes the input to ``data.eval_size``). Every file is
+    checked to be a complete PNG; a DatasetError names the root key (``data.target_root``).
     """
     d = cfg.data
     makers = {
@@ -35,7 +36,16 @@ def build_datasets(cfg: Config, *, augment: bool = True,
         "val": lambda: build_dataset(d.target, d.target_root, split="val",
                                      num_classes=d.num_classes, transform=SegTransform()),
     }
-    return {name: makers[name]() for name in only}
+    roots = {"source": "data.source_root", "target": "data.target_root",
+             "val": "data.target_root"}
+    sets = {}
+    for name in only:
+        try:
+            sets[name] = makers[name]()
+            sets[name].check_files()  # truncated files found before any work
+        except DatasetError as err:
+            raise DatasetError(f"{roots[name]}: {err}") from None
+    return sets
 
 
 def select_device(name: str) -> torch.device:

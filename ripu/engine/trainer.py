@@ -116,6 +116,7 @@ class Trainer:
         self.state = LabelState()
         self.pseudo: dict[str, np.ndarray] | None = None
         self.class_lists = self._class_lists() if "source" in self.data else None
+        self._check_labels("target", "val")
         self.seconds = 0.0
 
     # ------------------------------------------------------------------ paths and state
@@ -136,9 +137,21 @@ class Trainer:
         source = self.data["source"]
         cache = Path(source.items[0][1]).parents[1] / ".class_lists.json" if len(source) else None
         try:
-            return class_image_lists(source, cache)
+            return class_image_lists(source, cache, progress=self.progress)
         except OSError:  # read-only dataset folder: compute without caching
-            return class_image_lists(source, None)
+            return class_image_lists(source, None, progress=self.progress)
+
+    def _check_labels(self, *names: str) -> None:
+        """Decode every label of the named datasets, so that an unreadable file or an id
+        outside the label map is a DatasetError before any work (the class lists read the
+        source labels)."""
+        from tqdm.auto import tqdm
+
+        for name in names:
+            ds = self.data[name]
+            for i in tqdm(range(len(ds)), desc=f"check {name} labels",
+                          disable=not self.progress, leave=False):
+                ds.read_label(i)
 
     def target_labels(self) -> TargetLabels:
         """Target supervision for the current label state (None masks: all labelled)."""
@@ -177,8 +190,13 @@ class Trainer:
 
     def load_checkpoint(self) -> None:
         """Continue from ``checkpoint_path``: weights, optimiser, iteration, label state."""
-        ckpt = torch.load(self.checkpoint_path, map_location="cpu", weights_only=True)
-        if ckpt.get("config_hash") != resume_hash(self.cfg):
+        try:
+            ckpt = torch.load(self.checkpoint_path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
+            raise RipuError(f"--resume: unreadable checkpoint {self.checkpoint_path} "
+                            f"({type(exc).__name__}), expected a file written by ripu; drop "
+                            f"--resume to start afresh") from None
+        if not isinstance(ckpt, dict) or ckpt.get("config_hash") != resume_hash(self.cfg):
             raise RipuError(f"--resume: {self.out_dir} was started with another config "
                             f"(see its config.yaml); expected the same params, or drop --resume")
         self.model.load_state_dict(ckpt["model"])
@@ -375,14 +393,20 @@ def run_trial(cfg: Config, out_dir: str | Path, *, init: str | Path | None = Non
     from the last checkpoint in ``out_dir`` (the same config is required).
     """
     from ripu.engine.callbacks import TrackingCallback
+    from ripu.tracking import check_uri
 
     out_dir = Path(out_dir).resolve()
+    # Validate everything (tracking store, datasets, model, init and resume checkpoints)
+    # before the trial folder or the MLflow run is touched: bad input writes nothing.
     if callbacks is None:
-        callbacks = [TrackingCallback.for_trial(cfg, out_dir, resume=resume)]
-    can_resume = prepare_out_dir(cfg, out_dir, resume)
-    trainer = Trainer(cfg, out_dir, init=init, progress=progress, callbacks=callbacks)
-    if can_resume:
-        trainer.load_checkpoint()
+        check_uri(cfg.tracking.uri)
+    trainer = Trainer(cfg, out_dir, init=init, progress=progress, callbacks=callbacks or ())
+    if resume and trainer.checkpoint_path.is_file():
+        trainer.load_checkpoint()  # refuses a checkpoint of another config
+    prepare_out_dir(cfg, out_dir, resume)
+    if callbacks is None:
+        trainer.callbacks = CallbackList([TrackingCallback.for_trial(cfg, out_dir,
+                                                                     resume=resume)])
     trainer.callbacks.on_start(trainer)
     try:
         if cfg.train.kind == "lse":
