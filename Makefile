@@ -4,6 +4,8 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export MLFLOW_TRACKING_URI ?= sqlite:///$(abspath mlflow.db)
+# Idle OpenMP threads sleep instead of spinning: concurrent trials share few cores.
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: repro test test-slow bench ui lint clean-runs
 
@@ -26,7 +28,7 @@ bench: $(STAMP)         ## benchmarks with side-by-side ratios -> reports/bench.
 	$(PY) -m benchmarks
 
 ui: $(STAMP)            ## the MLflow UI on http://127.0.0.1:5000
-	mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port 5000
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port 5000
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check ripu pipelines tests benchmarks

@@ -12,11 +12,12 @@ Compared: ``naive`` = ripu.acquisition.naive (F.conv2d one-hot box sums, one ful
 argmax per region, -inf writes) vs ``fast`` = ripu.acquisition (window sums by shifted adds,
 impurity only where a window holds two or more classes, one k-th value threshold + sort of
 the candidates, a host scan over them). Timed: scores + selection, from logits to masks.
-Both score implementations follow one numerical contract (ripu/acquisition/scores.py: float64
-accumulation, one rounding to float32) and are compared bit for bit (``scores_identical``);
-each selection runs on its own implementation's scores and the masks are compared.
-Reported: naive time (one run), fast time (median of ``--repeats``), their ratio, mask
-identity and the peak memory of one round (resident-set growth over the logits already in
+The two score implementations are independent code following one numerical contract
+(ripu/acquisition/scores.py: sums over classes in class order, window sums in float64, one
+rounding to float32), so their scores are compared bit for bit (``scores_identical``); each
+selection runs on its own implementation's scores and the masks are compared.
+Reported: naive time (one run), fast time (median of ``--repeats`` after a warm-up), their
+ratio, mask identity and the peak memory of one round (resident-set growth over the logits already in
 memory, sampled every 2 ms after returning freed heap memory to the OS; on CUDA the peak
 allocated memory).
 

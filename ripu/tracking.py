@@ -228,7 +228,9 @@ def serve(backend_uri: str, artifacts: str | Path, *, host: str = "127.0.0.1",
            "--artifacts-destination", str(Path(artifacts).resolve()),
            "--host", host, "--port", str(port), "--workers", "1"]
     log = open(Path(artifacts) / "server.log", "ab")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    # No background job workers (huey): a tracking server for trials needs none of them.
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://{host}:{port}"
     try:
         deadline = time.monotonic() + timeout

@@ -42,7 +42,7 @@ def test_config_check_prints_resolved_config():
 
 
 @pytest.mark.parametrize("args, message", [
-    (["-S", "active.budget=0"], "active.budget: 0 is out of range"),
+    (["-S", "active.budget=0"], "active.budget: 0.0 is out of range"),
     (["-S", "optim.iters=0"], "optim.iters: 0 is out of range"),
     (["-S", "active.nope=1"], "active.nope: unknown key"),
     (["-S", "active.strategy=oracle"], "active.strategy: unknown strategy 'oracle'"),

@@ -100,8 +100,8 @@ def test_missing_file(tmp_path):
 
 @pytest.mark.parametrize("override, message", [
     ("active.budget", r"expected section\.key=value"),
-    ("active.budget=2", r"^active\.budget: 2 is out of range"),
-    ("seed.x=1", r"^seed: is not a section"),
+    ("active.budget=2", r"^active\.budget: 2\.0 is out of range"),
+    ("seed.x=1", r"^seed: expected an integer, got \{.x.: 1\}$"),
 ])
 def test_bad_overrides(tmp_path, override, message):
     with pytest.raises(ConfigError, match=message):

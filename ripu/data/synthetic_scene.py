@@ -136,7 +136,8 @@ class DomainStyle:
 SOURCE = DomainStyle(
     name="source", materials={**SHARED_MATERIALS, **SOURCE_MATERIALS}, saturation=1.0,
     tint=(1.0, 1.0, 1.0), colour_jitter=14.0, horizon=(0.44, 0.52), focal=(0.72, 0.86),
-    camera_height=1.6, building_height=(6.0, 20.0), sidewalk=(1.6, 4.0), side_kinds=(0.55, 0.15, 0.30),
+    camera_height=1.6, building_height=(6.0, 20.0), sidewalk=(1.6, 4.0),
+    side_kinds=(0.55, 0.15, 0.30),
     end_wall=0.35, terrain_setback=0.5, parking_setback=0.1, tree_slot=0.25, wall=0.3,
     fence=0.2, parked_car=0.3, moving_vehicles=2.0, truck_share=0.25, bus_share=0.12,
     train=0.12, persons=2.0, riders=0.5, bicycles=0.25, motorcycles=0.45,
@@ -146,7 +147,8 @@ SOURCE = DomainStyle(
 TARGET = DomainStyle(
     name="target", materials={**SHARED_MATERIALS, **TARGET_MATERIALS}, saturation=0.75,
     tint=(0.95, 0.97, 1.04), colour_jitter=12.0, horizon=(0.36, 0.42), focal=(0.98, 1.15),
-    camera_height=1.4, building_height=(9.0, 28.0), sidewalk=(2.4, 5.0), side_kinds=(0.62, 0.30, 0.08),
+    camera_height=1.4, building_height=(9.0, 28.0), sidewalk=(2.4, 5.0),
+    side_kinds=(0.62, 0.30, 0.08),
     end_wall=0.55, terrain_setback=0.3, parking_setback=0.15, tree_slot=0.5, wall=0.12,
     fence=0.2, parked_car=0.45, moving_vehicles=1.3, truck_share=0.03, bus_share=0.06,
     train=0.12, persons=4.0, riders=0.6, bicycles=0.8, motorcycles=0.3,
@@ -440,7 +442,8 @@ def sample_street(rng: np.random.Generator, style: DomainStyle) -> Street:
             elif kind < style.wall + style.fence:
                 barriers.append((z0, z1, FENCE, float(rng.uniform(1.0, 2.0))))
         sides.append(Side(
-            sign=sign, kerb=float(rng.uniform(3.2, 7.0)), sidewalk=float(rng.uniform(*style.sidewalk)),
+            sign=sign, kerb=float(rng.uniform(3.2, 7.0)),
+            sidewalk=float(rng.uniform(*style.sidewalk)),
             setback=setback, setback_label=setback_label, segments=tuple(segments),
             barriers=tuple(barriers),
         ))

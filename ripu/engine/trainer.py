@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+import warnings
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -57,13 +58,21 @@ def resume_hash(cfg: Config) -> str:
                                                                      threads=0)))
 
 
+def read_checkpoint(path: Path) -> Any:
+    """``torch.load`` with ``weights_only=True`` (no code runs from the file) and torch's
+    warnings about foreign files silenced (the caller reports a bad file in one line)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def load_weights(model: torch.nn.Module, path: str | Path) -> None:
     """Load model weights from a checkpoint (``{"model": state_dict}`` or a bare state dict)."""
     path = Path(path)
     if not path.is_file():
         raise RipuError(f"{path}: checkpoint not found, expected a .pt file")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = read_checkpoint(path)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
         raise RipuError(f"{path}: unreadable checkpoint ({type(exc).__name__}), expected a "
                         f"file written by ripu") from None
@@ -191,7 +200,7 @@ class Trainer:
     def load_checkpoint(self) -> None:
         """Continue from ``checkpoint_path``: weights, optimiser, iteration, label state."""
         try:
-            ckpt = torch.load(self.checkpoint_path, map_location="cpu", weights_only=True)
+            ckpt = read_checkpoint(self.checkpoint_path)
         except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
             raise RipuError(f"--resume: unreadable checkpoint {self.checkpoint_path} "
                             f"({type(exc).__name__}), expected a file written by ripu; drop "
