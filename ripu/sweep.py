@@ -134,11 +134,12 @@ def _trial_main(config: dict[str, Any], *, trials: dict[str, Trial], out_root: s
         tune.report({**_final_metrics(stored), "ripu/skipped": 1})
         return
     resume = can_resume(out, trial.cfg)
-    # An earlier attempt of this config (even one that died before its first checkpoint)
-    # continues its MLflow run; a folder left by another config gets a new run.
+    # An earlier attempt of this config continues its MLflow run, also one that died before
+    # its first checkpoint or before training started (no config.yaml yet); a folder that
+    # another config trained in gets a new run.
+    same_run = resume or same_config(out, trial.cfg) or not (out / "config.yaml").is_file()
     tracking = TrackingCallback.for_trial(
-        apply_overrides(trial.cfg, {"tracking.uri": tracking_uri}), out,
-        resume=resume or same_config(out, trial.cfg),
+        apply_overrides(trial.cfg, {"tracking.uri": tracking_uri}), out, resume=same_run,
         parent_run_id=parent_run_id, run_name=trial.name,
         extra_tags={"ripu.trial": trial.name, "ripu.experiment": experiment})
     results = run_trial(trial.cfg, out, init=init, resume=resume, progress=False,
@@ -316,8 +317,9 @@ def _scheduler(exp: Experiment, max_t: int):
     from ray.tune.schedulers import ASHAScheduler
 
     opts = {k: v for k, v in exp.search.scheduler.items() if k != "name"}
+    # stop_last_trials=False: a trial that reaches max_t finishes (final evaluation, results).
     return ASHAScheduler(time_attr="iteration", metric=exp.search.metric, mode=exp.search.mode,
-                         max_t=int(opts.pop("max_t", max_t)), **opts)
+                         max_t=int(opts.pop("max_t", max_t)), stop_last_trials=False, **opts)
 
 
 def _fit(cfg: Config, exp: Experiment, todo: list[Trial], *, out_root: Path, init: str | None,

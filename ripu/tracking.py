@@ -89,10 +89,33 @@ def git_revision(cwd: str | Path | None = None) -> str:
         return "unknown"
 
 
+@contextmanager
+def _store_lock(uri: str) -> Iterator[None]:
+    """For a SQLite store, an exclusive lock on its folder while the block runs: MLflow creates
+    and migrates a new database when a client opens it, and several processes doing so at
+    once corrupt the schema ("duplicate column name"). No-op for other stores (and where
+    ``fcntl`` is missing)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        fcntl = None
+    if fcntl is None or not uri.startswith("sqlite:///"):
+        yield
+        return
+    folder = Path(uri[len("sqlite:///"):]).expanduser().resolve().parent
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def _client(uri: str):
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(tracking_uri=uri)
+    with _store_lock(uri):
+        return MlflowClient(tracking_uri=uri)
 
 
 def experiment_id(uri: str, name: str) -> str:

@@ -303,7 +303,6 @@ def test_sweep_on_a_two_node_ray_cluster_with_a_failing_trial(tiny, tmp_path, mo
         with pytest.raises(RipuError) as info:
             run_sweep(cfg, exp_file, init=init, out_dir=tmp_path / "runs", progress=False,
                       callbacks=[RecordNode()])
-        print("SWEEP ERROR:", info.value)
         failed = "active-ripu_region-b0.022-devicecuda_7-s0"
         assert f"1 of 3 trials failed after 1 retries: {failed}" in str(info.value)
         out = tmp_path / "runs" / "cluster"

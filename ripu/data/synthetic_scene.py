@@ -72,7 +72,7 @@ SOURCE_MATERIALS: dict[str, tuple[Colour, ...]] = {
 }
 
 TARGET_MATERIALS: dict[str, tuple[Colour, ...]] = {
-    "road": ((104, 100, 110),),
+    "road": ((96, 92, 100),),
     "marking": ((206, 206, 200),),
     "sidewalk": ((150, 136, 146), (128, 126, 132)),
     "kerb": ((166, 164, 162),),
@@ -82,7 +82,7 @@ TARGET_MATERIALS: dict[str, tuple[Colour, ...]] = {
     "wall": ((150, 144, 128), (116, 112, 104)),
     "fence": ((104, 110, 100), (140, 128, 108)),
     "pole": ((84, 84, 80),),
-    "vegetation": ((66, 104, 42), (86, 114, 56), (54, 84, 36)),
+    "vegetation": ((62, 116, 40), (84, 124, 54), (56, 98, 36)),
     "terrain": ((124, 128, 84), (140, 130, 96)),
     "sky": ((172, 196, 228), (196, 210, 228)),
 }
@@ -145,7 +145,7 @@ SOURCE = DomainStyle(
 )
 
 TARGET = DomainStyle(
-    name="target", materials={**SHARED_MATERIALS, **TARGET_MATERIALS}, saturation=0.75,
+    name="target", materials={**SHARED_MATERIALS, **TARGET_MATERIALS}, saturation=0.85,
     tint=(0.95, 0.97, 1.04), colour_jitter=12.0, horizon=(0.36, 0.42), focal=(0.98, 1.15),
     camera_height=1.4, building_height=(9.0, 28.0), sidewalk=(2.4, 5.0),
     side_kinds=(0.62, 0.30, 0.08),

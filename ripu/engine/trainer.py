@@ -18,7 +18,7 @@ import math
 import time
 import warnings
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +127,12 @@ class Trainer:
         self.class_lists = self._class_lists() if "source" in self.data else None
         self._check_labels("target", "val")
         self.seconds = 0.0
+        # Data-parallel hooks (ripu.engine.distributed): training forward passes go through
+        # `train_model` (a DDP wrapper of `model`), `batch_transform` takes this rank's slice
+        # of each batch, and ranks other than the main one write no files.
+        self.train_model: torch.nn.Module = self.model
+        self.batch_transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+        self.is_main = True
 
     # ------------------------------------------------------------------ paths and state
 
@@ -184,6 +190,8 @@ class Trainer:
             target_labels=target_labels or self.target_labels(), flip=cfg.data.flip)
 
     def save_checkpoint(self) -> Path:
+        if not self.is_main:
+            return self.checkpoint_path
         ckpt = {
             "version": CHECKPOINT_VERSION, "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(), "iteration": self.iteration,
@@ -225,7 +233,7 @@ class Trainer:
 
     def _logits(self, images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-            logits = self.model(images.to(self.device, non_blocking=True))
+            logits = self.train_model(images.to(self.device, non_blocking=True))
         return F.interpolate(logits.float(), size=size, mode="bilinear", align_corners=True)
 
     def loss_terms(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -277,6 +285,8 @@ class Trainer:
                    dynamic_ncols=True, leave=False)
         started = time.perf_counter()
         for batch in loader(batches, self.iteration, end, self.cfg.data.workers):
+            if self.batch_transform is not None:
+                batch = self.batch_transform(batch)
             lr = lr_at(self.iteration)
             set_lr(self.optimizer, lr)
             terms = self.loss_terms(batch)
@@ -324,7 +334,8 @@ class Trainer:
                                   device=self.device, batch_size=a.batch_size,
                                   progress=self.progress)
         path = self.masks_dir / f"round_{round_index}.npz"
-        self.state.save(path)
+        if self.is_main:
+            self.state.save(path)
         if self.cfg.train.kind == "hybrid":
             self.pseudo = self._hybrid_pseudo_labels(round_index)
         self.rounds_done = round_index + 1
@@ -375,7 +386,8 @@ class Trainer:
                     for name, v in zip(self.data["val"].class_names, result.iou.tolist(),
                                        strict=True)},
         }
-        write_json(self.out_dir / "results.json", results)
+        if self.is_main:
+            write_json(self.out_dir / "results.json", results)
         self.callbacks.on_end(self, results, result)
         return results
 
@@ -416,6 +428,13 @@ def run_trial(cfg: Config, out_dir: str | Path, *, init: str | Path | None = Non
     if callbacks is None:
         trainer.callbacks = CallbackList([TrackingCallback.for_trial(cfg, out_dir,
                                                                      resume=resume)])
+    return train_trial(trainer)
+
+
+def train_trial(trainer: Trainer) -> dict[str, Any]:
+    """The trial's schedule on a prepared trainer: training segments and selection rounds
+    (or LSE rounds), a last checkpoint, the final evaluation; returns the results."""
+    cfg = trainer.cfg
     trainer.callbacks.on_start(trainer)
     try:
         if cfg.train.kind == "lse":

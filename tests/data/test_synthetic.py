@@ -20,8 +20,7 @@ from ripu.data.synthetic import (
 from ripu.errors import RipuError
 
 H, W = 32, 64
-SKY, ROAD, BUILDING, VEGETATION = 23, 7, 11, 21
-POLE, LIGHT, SIGN = 17, 19, 20
+SKY, SIDEWALK, BUILDING, VEGETATION, TERRAIN = 23, 8, 11, 21, 22
 
 
 def _labels(paths: list[Path]) -> list[np.ndarray]:
@@ -169,11 +168,11 @@ def test_the_domain_shift_is_real(dataset):
                                                    _domain_files(root, "source"), strict=True))
     tgt_images, tgt_labels = (f(p) for f, p in zip((_images, _labels),
                                                    _domain_files(root, "target"), strict=True))
-    # Per-class palette shift.
-    for label_id in (SKY, ROAD, VEGETATION, BUILDING):
+    # Per-class palette shift (road is kept close on purpose: its shift is texture and light).
+    for label_id in (SIDEWALK, BUILDING, VEGETATION, TERRAIN, SKY):
         gap = np.linalg.norm(_class_mean(src_images, src_labels, label_id)
                              - _class_mean(tgt_images, tgt_labels, label_id))
-        assert gap > 15.0, (label_id, gap)
+        assert gap > 25.0, (label_id, gap)
     # Rendered surfaces are flat; captured ones carry texture and sensor noise.
     src_rough = _flat_area_roughness(src_images, src_labels)
     tgt_rough = _flat_area_roughness(tgt_images, tgt_labels)

@@ -181,11 +181,50 @@ def test_crash_while_a_checkpoint_is_written(tiny_data, tmp_path, reference, mon
     assert without_seconds(resumed) == without_seconds(reference["results"])
 
 
+TRIAL_SCRIPT = """
+import sys, time
+from pathlib import Path
+from ripu.config import load_config
+from ripu.engine.callbacks import Callback
+from ripu.engine.trainer import run_trial
+
+class Hold(Callback):  # announce step 8 (last checkpoint: 6), then wait to be killed
+    def on_log(self, trainer, metrics, step):
+        if step == 8:
+            print("step 8", flush=True)
+            time.sleep(120)
+
+run_trial(load_config(sys.argv[1]), Path(sys.argv[2]), progress=False, callbacks=[Hold()])
+"""
+
+
+def test_sigkilled_trial_resumes_to_the_same_results(tiny_data, tmp_path, reference):
+    """A trial process is SIGKILLed at step 8 (2 iterations after its last checkpoint and
+    after round 1); resuming redoes the lost iterations and ends with the uninterrupted
+    results and round files."""
+    cfg = tiny_config(tiny_data, tmp_path, **FAST)
+    params = tmp_path / "params.yaml"
+    params.write_text(dump_yaml(cfg))
+    proc = subprocess.Popen([sys.executable, "-c", TRIAL_SCRIPT, str(params),
+                             str(tmp_path / "cut")], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "step 8"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    assert read_checkpoint(tmp_path / "cut" / "checkpoints" / "last.pt")["iteration"] == 6
+    resumed = run_trial(cfg, tmp_path / "cut", resume=True, progress=False, callbacks=[])
+    assert without_seconds(resumed) == without_seconds(reference["results"])
+    assert files(tmp_path / "cut" / "masks") == files(reference["dir"] / "masks")
+
+
 def _ripu(*args: str, cwd: Path, **kwargs) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "ripu", *args], cwd=cwd,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
 
 
+@pytest.mark.slow
 def test_sigkilled_train_resumes_to_the_same_results_and_metrics(tiny_data, tmp_path):
     """`ripu train` is SIGKILLed once its first checkpoint exists; `ripu train --resume`
     then finishes with the results of an uninterrupted run, in the same MLflow run, with a
@@ -238,27 +277,63 @@ def test_sigkilled_train_resumes_to_the_same_results_and_metrics(tiny_data, tmp_
 
 WORKERS, STEPS, KEYS = 8, 50, 3
 
-LOGGER = """
+
+def expected_value(worker: int, step: int, key: int) -> float:
+    return worker * 1000 + step + key / 10
+
+
+def log_as_worker(uri: str, worker: int, ready, go) -> None:
+    """One process: create a run, wait for the others, log STEPS x KEYS metrics, finish."""
+    from ripu.tracking import Tracker
+
+    tracker = Tracker(uri, "concurrency", run_name=f"worker-{worker}",
+                      tags={"worker": str(worker)})
+    ready(tracker.run_id)
+    go()
+    for step in range(STEPS):
+        tracker.log_metrics({f"m{k}": expected_value(worker, step, k) for k in range(KEYS)}, step)
+    tracker.finish()
+
+
+SCRIPT = """
 import sys, time
 from pathlib import Path
-from ripu.tracking import Tracker
-uri, worker, go = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3])
-tracker = Tracker(uri, "concurrency", run_name=f"worker-{worker}", tags={"worker": str(worker)})
-print(tracker.run_id, flush=True)
-while not go.exists():
-    time.sleep(0.01)
-for step in range(%d):
-    tracker.log_metrics({f"m{k}": worker * 1000 + step + k / 10 for k in range(%d)}, step)
-tracker.finish()
-""" % (STEPS, KEYS)
+from tests.reliability.test_faults import log_as_worker
+go = Path(sys.argv[3])
+def wait():
+    while not go.exists():
+        time.sleep(0.01)
+log_as_worker(sys.argv[1], int(sys.argv[2]), lambda run_id: print(run_id, flush=True), wait)
+"""
 
 
-def log_concurrently(uri: str, tmp_path: Path) -> None:
-    """WORKERS processes create their runs, then all log at once (released together)."""
-    from mlflow.tracking import MlflowClient
+def fork_workers(uri: str, tmp_path: Path) -> list[str]:
+    """WORKERS forked processes (no interpreter start-up), released together."""
+    import multiprocessing as mp
 
+    ctx = mp.get_context("fork")
+    queue, go = ctx.Queue(), ctx.Event()
+    procs = [ctx.Process(target=log_as_worker, args=(uri, w, queue.put, lambda: go.wait(120)))
+             for w in range(WORKERS)]
+    for p in procs:
+        p.start()
+    try:
+        run_ids = [queue.get(timeout=120) for _ in procs]
+        go.set()
+        for p in procs:
+            p.join(timeout=300)
+            assert p.exitcode == 0
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.kill()
+    return run_ids
+
+
+def spawn_workers(uri: str, tmp_path: Path) -> list[str]:
+    """WORKERS fresh interpreters, released together once all have created their runs."""
     go = tmp_path / "go"
-    procs = [subprocess.Popen([sys.executable, "-c", LOGGER, uri, str(w), str(go)], cwd=REPO,
+    procs = [subprocess.Popen([sys.executable, "-c", SCRIPT, uri, str(w), str(go)], cwd=REPO,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for w in range(WORKERS)]
     try:
@@ -272,25 +347,41 @@ def log_concurrently(uri: str, tmp_path: Path) -> None:
             if p.poll() is None:
                 p.kill()
                 p.wait()
+    return run_ids
+
+
+def check_every_metric(uri: str, run_ids: list[str]) -> None:
+    from mlflow.tracking import MlflowClient
+
     client = MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name("concurrency").experiment_id])
-    assert sorted(r.info.run_id for r in runs) == sorted(run_ids)
+    assert sorted(r.info.run_id for r in runs) == sorted(run_ids) and len(runs) == WORKERS
     for run in runs:
         worker = int(run.data.tags["worker"])
         assert run.info.status == "FINISHED"
         for k in range(KEYS):
             history = client.get_metric_history(run.info.run_id, f"m{k}")
             assert sorted((m.step, m.value) for m in history) == [
-                (step, worker * 1000 + step + k / 10) for step in range(STEPS)]
+                (step, expected_value(worker, step, k)) for step in range(STEPS)]
 
 
-def test_eight_processes_log_to_one_sqlite_store(tmp_path):
-    log_concurrently(f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path)
+def test_eight_processes_log_to_one_new_sqlite_store(tmp_path):
+    """Forked processes open a new store at once (schema creation races) and log together."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    check_every_metric(uri, fork_workers(uri, tmp_path))
 
 
 @pytest.mark.slow
-def test_eight_processes_log_through_the_tracking_server(tmp_path):
+def test_eight_interpreters_log_to_one_new_sqlite_store(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    check_every_metric(uri, spawn_workers(uri, tmp_path))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("start", [fork_workers, spawn_workers], ids=["fork", "spawn"])
+def test_eight_processes_log_through_the_tracking_server(tmp_path, start):
     from ripu.tracking import serve
 
     with serve(f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "artifacts") as url:
-        log_concurrently(url, tmp_path)
+        run_ids = start(url, tmp_path)
+        check_every_metric(url, run_ids)

@@ -1,0 +1,364 @@
+"""Data-parallel trials: one trial over several processes, through Ray Train's TorchTrainer.
+
+Each worker builds the same :class:`~ripu.engine.trainer.Trainer` (same seed, data and
+initial weights), wraps its model in ``DistributedDataParallel`` and trains on its rank's
+slice of every deterministic batch, so the global batch is the single-process batch
+(``optim.batch_source`` and ``optim.batch_target`` must divide by the number of workers).
+DDP averages the ranks' gradients: with losses that are means over equally many pixels
+per rank, a step equals the single-process step on the whole batch (tests check this);
+where ranks hold different numbers of labelled pixels (ignore pixels, selected regions),
+each rank's mean counts equally, the usual DDP convention.
+
+Selection rounds, LSE pseudo-labels and evaluations run on every rank: their inputs and
+the model replicas are identical, so every rank computes the same label state (no
+broadcast needed). Only rank 0 writes files (checkpoints, round files, results.json) and
+runs the trial's callbacks (MLflow); callbacks with ``all_ranks = True`` run on every rank
+(:class:`ReduceLogs` averages logged metrics over ranks; :class:`TrainReport` feeds Ray
+Train's reports, which are collective). The trial folder must be on storage every node
+sees (as for resumable sweeps): every rank reads the checkpoint when resuming.
+
+Backends: ``gloo`` on CPU (tests: 2 CPU workers), ``nccl`` on GPUs (one GPU per worker,
+``use_gpu=True``); trainable BatchNorm becomes SyncBatchNorm on GPUs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ripu.config import Config
+from ripu.engine.callbacks import Callback, CallbackList
+from ripu.errors import RipuError
+
+BACKENDS = ("gloo", "nccl")
+
+
+# ----------------------------------------------------------------------------- batches
+
+
+def check_divisible(cfg: Config, world_size: int) -> None:
+    """Each rank takes an equal slice of the global batch: the batch sizes must divide."""
+    if world_size < 1:
+        raise RipuError(f"num_workers: expected a positive integer, got {world_size}")
+    used = {"optim.batch_source": cfg.optim.batch_source} if cfg.train.kind != "source_free" \
+        else {}
+    if cfg.train.kind != "source_only":
+        used["optim.batch_target"] = cfg.optim.batch_target
+    for key, size in used.items():
+        if size % world_size:
+            raise RipuError(f"{key}: {size} does not divide among {world_size} workers, "
+                            f"expected a multiple of sweep.workers_per_trial")
+
+
+@dataclasses.dataclass(frozen=True)
+class RankSlice:
+    """This rank's equal share of a batch ``{"source": {...} | None, "target": ...}``.
+
+    Shape:
+        every tensor ``(N, ...) -> (N / world_size, ...)``, rows
+        ``rank * N / world_size ..`` of the global batch.
+    """
+
+    rank: int
+    world_size: int
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for part, items in batch.items():
+            if items is None:
+                out[part] = None
+                continue
+            n = next(iter(items.values())).shape[0]
+            if n % self.world_size:
+                raise RipuError(f"{part} batch of {n} does not divide among "
+                                f"{self.world_size} workers")
+            k = n // self.world_size
+            out[part] = {key: value[self.rank * k:(self.rank + 1) * k]
+                         for key, value in items.items()}
+        return out
+
+
+# ----------------------------------------------------------------------------- callbacks
+
+
+class ReduceLogs(Callback):
+    """Average logged metrics over ranks, in place, before the other callbacks see them.
+
+    Every rank logs at the same iterations with the same keys, so the collective calls line
+    up. Runs on every rank (``all_ranks``).
+    """
+
+    all_ranks = True
+
+    def on_log(self, trainer, metrics: dict[str, float], step: int) -> None:
+        import torch.distributed as dist
+
+        if not dist.is_initialized() or dist.get_world_size() == 1:
+            return
+        keys = sorted(metrics)
+        values = torch.tensor([float(metrics[k]) for k in keys], dtype=torch.float64,
+                              device=trainer.device)
+        dist.all_reduce(values)
+        values /= dist.get_world_size()
+        metrics.update(zip(keys, values.tolist(), strict=True))
+
+
+class TrainReport(Callback):
+    """Hand logged and evaluation metrics to ``ray.train.report`` (relayed to Ray Tune by
+    ``TuneReportCallback``). Ray Train's reports are collective: runs on every rank."""
+
+    all_ranks = True
+
+    def on_log(self, trainer, metrics: dict[str, float], step: int) -> None:
+        import ray.train
+
+        ray.train.report({**metrics, "iteration": step})
+
+    def on_eval(self, trainer, result, step: int) -> None:
+        import ray.train
+
+        ray.train.report({**{f"val/{k}": float(v) for k, v in result.summary.items()
+                             if k.startswith("miou") and isinstance(v, float)},
+                          "iteration": step})
+
+
+@dataclasses.dataclass(frozen=True)
+class _ReopenRun:
+    """A TrackingCallback shipped to rank 0 as (uri, run id): MLflow clients do not pickle."""
+
+    uri: str
+    run_id: str
+
+    def open(self) -> Callback:
+        from ripu.engine.callbacks import TrackingCallback
+        from ripu.tracking import Tracker
+
+        return TrackingCallback(Tracker(self.uri, "", run_id=self.run_id))
+
+
+def _portable(callbacks: Sequence[Callback] | None) -> list[Any] | None:
+    from ripu.engine.callbacks import TrackingCallback
+
+    if callbacks is None:
+        return None
+    return [_ReopenRun(cb.tracker.uri, cb.tracker.run_id) if isinstance(cb, TrackingCallback)
+            else cb for cb in callbacks]
+
+
+# ----------------------------------------------------------------------------- worker side
+
+
+def _replicate(trainer, device: torch.device) -> None:
+    """Wrap the trainer's model for data-parallel training (the bare model stays
+    ``trainer.model``: checkpoints, selection and evaluation use it)."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    if device.type == "cuda" and not getattr(trainer.model, "bn_frozen", False):
+        # Batch statistics over the global batch, as in a single process.
+        trainer.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(trainer.model)
+    trainer.train_model = DistributedDataParallel(
+        trainer.model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def train_worker(cfg: Config, out_dir: str | Path, *, rank: int, world_size: int,
+                 init: str | Path | None = None, resume: bool = False, progress: bool = True,
+                 callbacks: Sequence[Any] | None = None,
+                 device: torch.device | None = None) -> dict[str, Any] | None:
+    """One rank of a data-parallel trial; ``torch.distributed`` must be initialised.
+
+    ``callbacks``: as :func:`ripu.engine.trainer.run_trial`'s (None: MLflow tracking of
+    ``cfg.tracking``, opened on rank 0), given to rank 0; those with ``all_ranks`` run on
+    every rank. Returns the results on rank 0, None elsewhere.
+    """
+    import torch.distributed as dist
+
+    from ripu.engine.callbacks import TrackingCallback
+    from ripu.engine.trainer import Trainer, prepare_out_dir, train_trial
+
+    out_dir = Path(out_dir).resolve()
+    main = rank == 0
+    check_divisible(cfg, world_size)
+    run_cfg = cfg
+    if device is not None:  # this worker's device (Ray Train: cuda:<local rank>)
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        run_cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train,
+                                                                     device=str(device)))
+    trainer = Trainer(run_cfg, out_dir, init=init, progress=progress and main)
+    trainer.is_main = main
+    resume = resume and trainer.checkpoint_path.is_file()
+    flag = torch.tensor([int(resume)], device=trainer.device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MIN)  # all ranks decide alike, before rank 0 ...
+    resume = bool(flag.item())
+    if resume:
+        trainer.load_checkpoint()
+    dist.barrier()
+    if main:  # ... may delete a stale checkpoint here
+        prepare_out_dir(cfg, out_dir, resume)
+    shared = [cb for cb in callbacks or () if getattr(cb, "all_ranks", False)]
+    own: list[Callback] = []
+    if main:
+        if callbacks is None:
+            own = [TrackingCallback.for_trial(cfg, out_dir, resume=resume)]
+        else:
+            own = [cb.open() if isinstance(cb, _ReopenRun) else cb for cb in callbacks
+                   if not getattr(cb, "all_ranks", False)]
+    trainer.callbacks = CallbackList([ReduceLogs(), *shared, *own])
+    trainer.batch_transform = RankSlice(rank, world_size)
+    _replicate(trainer, trainer.device)
+    results = train_trial(trainer)
+    return results if main else None
+
+
+def _ray_worker(config: dict[str, Any]) -> None:
+    """Ray Train's ``train_loop_per_worker``: rank and device from the train context."""
+    import ray.train
+    import ray.train.torch
+
+    ctx = ray.train.get_context()
+    device = ray.train.torch.get_device() if config["use_gpu"] else torch.device("cpu")
+    train_worker(config["cfg"], config["out_dir"], rank=ctx.get_world_rank(),
+                 world_size=ctx.get_world_size(), init=config["init"],
+                 resume=config["resume"], progress=config["progress"],
+                 callbacks=config["callbacks"], device=device)
+
+
+# ----------------------------------------------------------------------------- driver side
+
+
+def _start_ray(num_workers: int, resources: dict[str, float]) -> bool:
+    """Connect to RAY_ADDRESS or start a local Ray just big enough; True when started here."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    env = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AIR_NEW_OUTPUT": "0",
+           "RIPU_GIT_REVISION": os.environ.get("RIPU_GIT_REVISION", "")}
+    common = {"runtime_env": {"env_vars": {k: v for k, v in env.items() if v}},
+              "logging_level": "WARNING"}
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(**common)
+    else:
+        cpus = max(1, math.ceil(num_workers * resources.get("CPU", 1.0)))
+        ray.init(address="local", num_cpus=cpus, include_dashboard=False, **common)
+    return True
+
+
+def _check_cluster(num_workers: int, resources: dict[str, float]) -> None:
+    import ray
+
+    have = ray.cluster_resources()
+    for key, each in resources.items():
+        need = num_workers * each
+        if need > have.get(key, 0.0):
+            raise RipuError(f"sweep.{key.lower()}s_per_trial: {num_workers} workers need "
+                            f"{need:g} {key} in all, the Ray cluster has "
+                            f"{have.get(key, 0.0):g}; expected a cluster that fits one trial")
+
+
+def _root_error(exc: BaseException) -> str:
+    """The last line of the first worker's error (Ray wraps it in several layers)."""
+    text = str(exc).strip()
+    for attr in ("worker_failures", "_worker_failures"):
+        failures = getattr(exc, attr, None)
+        if isinstance(failures, dict) and failures:
+            text = str(next(iter(failures.values()))).strip()
+            break
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1].strip() if lines else type(exc).__name__
+
+
+def run_trial_distributed(cfg: Config, out_dir: str | Path, *, init: str | Path | None = None,
+                          resume: bool = False, num_workers: int = 2, use_gpu: bool = False,
+                          resources_per_worker: dict[str, float] | None = None,
+                          backend: str | None = None, progress: bool = True,
+                          callbacks: Sequence[Callback] | None = None,
+                          report_to_tune: bool = False,
+                          storage: str | Path | None = None) -> dict[str, Any]:
+    """Run one trial data-parallel over ``num_workers`` Ray Train workers; its results.
+
+    Same folder layout, resume and callbacks as :func:`ripu.engine.trainer.run_trial`
+    (callbacks must pickle; a TrackingCallback continues its MLflow run on rank 0).
+    ``backend``: ``gloo`` (default on CPU) or ``nccl`` (default with ``use_gpu``).
+    ``resources_per_worker``: Ray resources of each worker (default 1 CPU, plus 1 GPU with
+    ``use_gpu``). ``report_to_tune``: inside a Ray Tune trial, forward logged metrics to
+    Tune. ``storage``: Ray Train's own run folder (default: a temporary folder, removed).
+    Connects to RAY_ADDRESS, or starts (and stops) a local Ray when none is running.
+    """
+    import ray
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from ripu.tracking import check_uri
+
+    backend = backend or ("nccl" if use_gpu else "gloo")
+    if backend not in BACKENDS:
+        raise RipuError(f"backend: unknown {backend!r}, expected one of {', '.join(BACKENDS)}")
+    if backend == "nccl" and not use_gpu:
+        raise RipuError("backend: nccl needs GPUs (use_gpu=True), expected gloo on CPU")
+    check_divisible(cfg, num_workers)
+    if init is not None and not Path(init).is_file():
+        raise RipuError(f"--init: {init} not found, expected a checkpoint (.pt)")
+    if callbacks is None:
+        check_uri(cfg.tracking.uri)
+    resources = dict(resources_per_worker or {"CPU": 1.0, **({"GPU": 1.0} if use_gpu else {})})
+    out_dir = Path(out_dir).resolve()
+    all_ranks = [TrainReport()] if report_to_tune else []
+    config = {"cfg": cfg, "out_dir": str(out_dir), "init": str(init) if init else None,
+              "resume": resume, "progress": progress, "use_gpu": use_gpu,
+              "callbacks": None if callbacks is None and not all_ranks
+              else [*all_ranks, *(_portable(callbacks) or [])]}
+    if callbacks is None and all_ranks:  # default tracking plus the Tune reports
+        from ripu.engine.callbacks import TrackingCallback
+
+        tracking = TrackingCallback.for_trial(cfg, out_dir, resume=resume)
+        config["callbacks"] = [*all_ranks, *_portable([tracking])]
+
+    started = _start_ray(num_workers, resources)
+    own_storage = storage is None
+    store = Path(tempfile.mkdtemp(prefix="ripu-train-") if own_storage else storage).resolve()
+    try:
+        _check_cluster(num_workers, resources)
+        run_callbacks = []
+        if report_to_tune:
+            from ray.tune.integration.ray_train import TuneReportCallback
+
+            run_callbacks.append(TuneReportCallback())
+        trainer = TorchTrainer(
+            _ray_worker, train_loop_config=config,
+            torch_config=TorchConfig(backend=backend),
+            scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu,
+                                         resources_per_worker=resources),
+            run_config=RunConfig(name=f"ripu-{out_dir.name}", storage_path=str(store),
+                                 callbacks=run_callbacks))
+        try:
+            trainer.fit()
+        except ray.exceptions.RayError as exc:
+            raise RipuError(f"data-parallel trial {out_dir.name} failed: "
+                            f"{_root_error(exc)}") from exc
+        except Exception as exc:  # noqa: BLE001 - Ray Train's failure types vary by version
+            if type(exc).__module__.startswith("ray."):
+                raise RipuError(f"data-parallel trial {out_dir.name} failed: "
+                                f"{_root_error(exc)}") from exc
+            raise
+    finally:
+        if own_storage:
+            shutil.rmtree(store, ignore_errors=True)
+        if started:
+            ray.shutdown()
+    path = out_dir / "results.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise RipuError(f"data-parallel trial {out_dir.name}: rank 0 wrote no readable "
+                        f"{path} ({exc}); expected the trial folder on storage the driver "
+                        f"sees") from None

@@ -1,0 +1,257 @@
+"""Security (issue "Reliability", part 4): checkpoints never run code, servers bind to
+127.0.0.1 unless told otherwise, no shell strings, outputs stay where they are asked to go.
+
+The source checks parse the code (``ast``) of ripu/, pipelines/ and benchmarks/, so a
+comment or a docstring never satisfies them, and each asserts that it found the calls it
+checks. The behaviour checks feed a checkpoint whose unpickling would create a folder to
+every loader, and run commands from an empty project folder.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from ripu.errors import RipuError
+from tests.conftest import REPO, tiny_config
+
+SOURCES = sorted(p for folder in ("ripu", "pipelines", "benchmarks")
+                 for p in (REPO / folder).rglob("*.py"))
+LOCAL = "127.0.0.1"
+
+
+def calls(tree: ast.AST):
+    """Every call in ``tree`` with its dotted name ("torch.load", "subprocess.run", ...)."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            parts, f = [], node.func
+            while isinstance(f, ast.Attribute):
+                parts.append(f.attr)
+                f = f.value
+            if isinstance(f, ast.Name):
+                parts.append(f.id)
+            yield ".".join(reversed(parts)), node
+
+
+def all_calls() -> list[tuple[str, str, ast.Call]]:
+    return [(str(path.relative_to(REPO)), name, node) for path in SOURCES
+            for name, node in calls(ast.parse(path.read_text(), str(path)))]
+
+
+def keyword(node: ast.Call, name: str):
+    """The constant value of keyword ``name`` (``missing`` when absent, ``...`` when not a
+    constant)."""
+    for kw in node.keywords:
+        if kw.arg == name:
+            return kw.value.value if isinstance(kw.value, ast.Constant) else ...
+    return "missing"
+
+
+CALLS = all_calls()
+
+
+# ----------------------------------------------------------------------------- source
+
+
+def test_every_torch_load_passes_weights_only_true():
+    loads = [(f, n.lineno, keyword(n, "weights_only")) for f, name, n in CALLS
+             if name == "torch.load"]
+    assert len(loads) >= 4  # trainer, models, selftrain, sweep, pipelines
+    assert [x for x in loads if x[2] is not True] == []
+
+
+def test_no_shell_and_no_string_commands():
+    shells = [(f, n.lineno) for f, name, n in CALLS if keyword(n, "shell") != "missing"]
+    assert shells == []
+    banned = {"os.system", "os.popen", "os.execl", "os.execlp", "os.execv", "os.execvp",
+              "os.spawnl", "os.spawnv", "subprocess.getoutput", "subprocess.getstatusoutput",
+              "eval", "exec", "pickle.load", "pickle.loads", "yaml.load", "yaml.unsafe_load",
+              "yaml.full_load"}
+    assert [(f, n.lineno, name) for f, name, n in CALLS if name in banned] == []
+    runs = [(f, n) for f, name, n in CALLS
+            if name in ("subprocess.run", "subprocess.Popen", "subprocess.call",
+                        "subprocess.check_call", "subprocess.check_output")]
+    assert runs  # git_revision, tracking.serve
+    # an argument list (a literal, or a name bound to one), never a string
+    assert [(f, n.lineno) for f, n in runs
+            if not isinstance(n.args[0], ast.List | ast.Tuple | ast.Name)] == []
+
+
+def test_arrays_are_never_unpickled():
+    loads = [(f, n.lineno, keyword(n, "allow_pickle")) for f, name, n in CALLS
+             if name == "np.load"]
+    assert loads and [x for x in loads if x[2] not in (False, "missing")] == []
+
+
+def test_ray_starts_no_public_dashboard():
+    """Every ray.init that starts a local cluster disables the dashboard or binds it to
+    127.0.0.1; no dashboard_host anywhere is another address."""
+    inits = [(f, n) for f, name, n in CALLS if name == "ray.init"]
+    assert any(f == "ripu/sweep.py" for f, _ in inits)
+    for f, n in inits:
+        hosts = keyword(n, "dashboard_host")
+        assert hosts in ("missing", LOCAL), (f, n.lineno)
+        if keyword(n, "address") in ("missing", "local", None):
+            assert keyword(n, "include_dashboard") is False or hosts == LOCAL, (f, n.lineno)
+
+
+def test_no_wildcard_address_in_code_or_build_files():
+    for path in [*SOURCES, REPO / "Makefile", REPO / "dvc.yaml"]:
+        assert "0.0.0.0" not in path.read_text(), path
+
+
+def test_make_ui_binds_to_localhost():
+    lines = (REPO / "Makefile").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("ui:"))
+    recipe = []
+    for line in lines[start + 1:]:
+        if not line.startswith("\t"):
+            break
+        recipe.append(line)
+    mlflow = [line for line in recipe if "mlflow " in line]
+    assert mlflow and all(f"--host {LOCAL}" in line for line in mlflow)
+
+
+def test_tracking_server_defaults_to_localhost():
+    from ripu.tracking import serve
+
+    assert inspect.signature(serve).parameters["host"].default == LOCAL
+
+
+@pytest.mark.slow
+def test_tracking_server_listens_on_localhost_only(tmp_path):
+    """The running server's listening socket (from /proc/net/tcp) is 127.0.0.1:port."""
+    from ripu.tracking import serve
+
+    with serve(f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "artifacts") as url:
+        port = int(url.rsplit(":", 1)[1])
+        listening = []
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, hex_port = local.split(":")
+            if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                listening.append(".".join(str(int(address[i:i + 2], 16)) for i in (6, 4, 2, 0)))
+        assert url == f"http://{LOCAL}:{port}" and listening and set(listening) == {LOCAL}
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+class MakeFolder:
+    """Unpickling this calls ``os.mkdir(path)``: the marker of code run from a file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (os.mkdir, (self.path,))
+
+
+def hostile(path: Path, marker: Path, **extra) -> Path:
+    """A checkpoint-shaped file whose unpickling would create ``marker``."""
+    from ripu.models import build_model
+
+    model = build_model("small", 19)
+    torch.save({"model": model.state_dict(), "hook": MakeFolder(marker), **extra}, path)
+    return path
+
+
+def test_weights_only_unpickling_is_real(tmp_path):
+    """The control: the hostile file does run code when loaded without weights_only."""
+    path = hostile(tmp_path / "evil.pt", tmp_path / "ran")
+    torch.load(path, weights_only=False)
+    assert (tmp_path / "ran").is_dir()
+
+
+def test_no_loader_runs_code_from_a_checkpoint(tiny_data, tmp_path):
+    from ripu.engine.trainer import load_weights, run_trial
+    from ripu.models import build_model
+    from ripu.models.common import load_pretrained
+    from ripu.selftrain.train import load_round
+    from ripu.sweep import can_resume
+
+    marker = tmp_path / "ran"
+    evil = hostile(tmp_path / "evil.pt", marker)
+    model = build_model("small", 19)
+    for load in (load_weights, load_pretrained):
+        with pytest.raises(RipuError, match="evil.pt"):
+            load(model, evil)
+    with pytest.raises(RipuError, match="evil.pt"):
+        load_round(evil)
+
+    cfg = tiny_config(tiny_data, tmp_path, **{"optim.iters": 2, "optim.poly_iters": 2,
+                                              "active.round_at": [0.0], "active.rounds": 1})
+    trial = tmp_path / "trial"
+    (trial / "checkpoints").mkdir(parents=True)
+    shutil.copy(evil, trial / "checkpoints" / "last.pt")
+    assert can_resume(trial, cfg) is False
+    with pytest.raises(RipuError, match="unreadable checkpoint"):
+        run_trial(cfg, trial, resume=True, progress=False, callbacks=[])
+    assert not marker.exists()
+
+
+# ----------------------------------------------------------------------------- output paths
+
+
+def new_files(root: Path, before: set[Path]) -> set[Path]:
+    return {p for p in root.rglob("*") if p.is_file()} - before
+
+
+def test_commands_write_only_inside_the_project(tiny_data, tmp_path, monkeypatch, capfd):
+    """`ripu data synth`, `select` and `export` with relative paths, run from a project
+    folder: every file they write lies inside it; nothing appears beside it."""
+    from ripu.cli import main
+    from ripu.config import dump_yaml
+    from ripu.engine.trainer import run_trial
+
+    outside = tmp_path / "outside"
+    cfg = tiny_config(tiny_data, outside, **{"optim.iters": 2, "optim.poly_iters": 2,
+                                             "active.round_at": [0.0], "active.rounds": 1})
+    run_trial(cfg, outside / "trial", progress=False, callbacks=[])
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "params.yaml").write_text(dump_yaml(cfg))
+    shutil.copy(outside / "trial" / "checkpoints" / "last.pt", project / "model.pt")
+    everywhere = {p for p in tmp_path.rglob("*") if p.is_file()}
+    data_files = {p for p in tiny_data.rglob("*") if p.is_file()}
+
+    monkeypatch.chdir(project)
+    for argv in (["data", "synth", "-q", "-S", "synth.source_images=1", "-S",
+                  "synth.target_train=1", "-S", "synth.target_val=1", "-S", "synth.height=32",
+                  "-S", "synth.width=64"],
+                 ["select", "-q", "--checkpoint", "model.pt", "--masks", "masks"],
+                 ["export", "-q", "masks/round_0.npz", "--out", "export"]):
+        assert main(argv) == 0, capfd.readouterr().err
+    written = new_files(tmp_path, everywhere)
+    assert written and all(project in p.parents for p in written)
+    assert {p.relative_to(project).parts[0] for p in written} == {"data", "masks", "export"}
+    assert new_files(tiny_data, data_files) <= {tiny_data / "source" / ".class_lists.json"}
+
+
+@pytest.mark.slow
+def test_train_with_default_store_writes_only_inside_the_project(tiny_data, tmp_path,
+                                                                 monkeypatch):
+    """`ripu train --out runs/t` with the default tracking URI (sqlite:///mlflow.db): the
+    trial folder, the store and MLflow's artifacts all land in the project folder."""
+    from ripu.cli import main
+    from ripu.config import dump_yaml
+
+    cfg = tiny_config(tiny_data, tmp_path, **{"optim.iters": 2, "optim.poly_iters": 2,
+                                              "active.round_at": [0.0], "active.rounds": 1,
+                                              "tracking.uri": "sqlite:///mlflow.db"})
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "params.yaml").write_text(dump_yaml(cfg))
+    before = {p for p in tmp_path.rglob("*") if p.is_file()}
+    monkeypatch.chdir(project)
+    assert main(["train", "-q", "--out", "runs/t"]) == 0
+    written = new_files(tmp_path, before)
+    assert all(project in p.parents for p in written)
+    tops = {p.relative_to(project).parts[0] for p in written}
+    assert {"runs", "mlflow.db"} <= tops <= {"runs", "mlflow.db", "mlruns", "mlartifacts"}
