@@ -10,7 +10,7 @@ the run) and inside every TrackingCallback hook (params, metrics, round files, s
 contact sheets, the confusion figure, results) over the tracked trial's wall time, hooks
 included. Also reported: the difference estimate ``(t_tracked - t_untracked) /
 t_tracked``, noisier on a shared machine. Not counted (reported): importing mlflow and
-creating the SQLite store's tables, once per process and once per store.
+matplotlib, and creating the SQLite store's tables: once per process and once per store.
 """
 
 from __future__ import annotations
@@ -29,12 +29,14 @@ class Timed(Callback):
     def __init__(self, inner: Callback) -> None:
         self.inner = inner
         self.seconds: dict[str, float] = {}
+        self.calls: dict[str, int] = {}
 
     def __getattribute__(self, name: str) -> Any:
         if not name.startswith("on_"):
             return object.__getattribute__(self, name)
         hook = getattr(object.__getattribute__(self, "inner"), name)
         seconds = object.__getattribute__(self, "seconds")
+        calls = object.__getattribute__(self, "calls")
 
         def timed(*args: Any) -> None:
             start = time.perf_counter()
@@ -42,6 +44,7 @@ class Timed(Callback):
                 hook(*args)
             finally:
                 seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - start
+                calls[name] = calls.get(name, 0) + 1
         return timed
 
 
@@ -59,6 +62,9 @@ def run(quick: bool = False) -> dict[str, Any]:
 
         start = time.perf_counter()
         import mlflow  # noqa: F401 - timed: once per process, not per trial
+
+        import ripu.acquisition.export  # noqa: F401 - matplotlib: likewise
+        import ripu.plots  # noqa: F401
 
         import_seconds = time.perf_counter() - start
         from ripu.tracking import experiment_id
@@ -87,8 +93,9 @@ def run(quick: bool = False) -> dict[str, Any]:
             "tracked_seconds": round(t_tracked, 3), "untracked_seconds": round(t_untracked, 3),
             "logging_seconds": round(logging, 4), "create_run_seconds": round(create_seconds, 4),
             "hook_seconds": {k: round(v, 4) for k, v in sorted(timed.seconds.items())},
+            "hook_calls": dict(sorted(timed.calls.items())),
             "difference_fraction": round((t_tracked - t_untracked) / t_tracked, 4),
-            "not_counted": {"import_mlflow_seconds": round(import_seconds, 3),
+            "not_counted": {"import_mlflow_matplotlib_seconds": round(import_seconds, 3),
                             "create_store_seconds": round(store_seconds, 3)},
             "miou": round(results["miou"], 4)},
         "conditions": conditions(),

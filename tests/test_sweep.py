@@ -338,3 +338,36 @@ def _wait_for_nodes(address: str, count: int, env: dict, timeout: float = 120.0)
             return
         time.sleep(2)
     raise AssertionError(f"the Ray cluster at {address} did not reach {count} nodes")
+
+
+@pytest.mark.slow
+def test_asha_search_stops_weak_trials_and_finishes_the_best(tiny, tmp_path, monkeypatch):
+    root, cfg, init = tiny
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    cfg = apply_overrides(cfg, {"tracking.uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
+                                "optim.iters": 12, "optim.poly_iters": 12,
+                                "sweep.max_concurrent": 1})  # a fixed order of rung arrivals
+    exp_file = tmp_path / "asha.yaml"
+    exp_file.write_text(yaml.safe_dump({
+        "name": "asha", "base": {"train.kind": "active", "train.eval_every": 2},
+        "search": {"num_samples": 4, "metric": "val/miou", "mode": "max", "seed": 0,
+                   "scheduler": {"name": "asha", "grace_period": 4, "reduction_factor": 2},
+                   "space": {"optim.lr": {"loguniform": [0.0001, 0.1]}}}}))
+    results = run_sweep(cfg, exp_file, init=init, out_dir=tmp_path / "runs", progress=False)
+    status = {r["trial"]: r["status"] for r in results}
+    assert len(status) == 4 and set(status.values()) <= {"finished", "stopped"}
+    finished = [r for r in results if r["status"] == "finished"]
+    stopped = [r for r in results if r["status"] == "stopped"]
+    assert finished and stopped  # ASHA keeps the top 1/2 at each rung: it must stop some
+    for r in finished:  # reaching max_t is not a stop: the trial evaluates and writes results
+        assert r["iterations"] == 12 and (Path(r["dir"]) / "results.json").is_file()
+    for r in stopped:
+        assert r["iterations"] < 12 and "val/miou" in r
+        assert not (Path(r["dir"]) / "results.json").exists()
+    runs = {r.data.tags.get("ripu.trial"): r for r in list_runs(cfg.tracking.uri, "asha")}
+    for r in stopped:
+        assert runs[r["trial"]].info.status == "KILLED"
+        assert runs[r["trial"]].data.tags["ripu.stopped_early"] == "1"
+    for r in finished:
+        assert runs[r["trial"]].info.status == "FINISHED"

@@ -175,6 +175,7 @@ def generate(
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
+        tmp.chmod(0o755)  # mkdtemp makes it private; the dataset is not
         index = _write_all(tmp, seed, counts, height, width, progress)
         _replace_dir(tmp, out_dir)
     except BaseException:
@@ -205,8 +206,9 @@ def _write_all(
         "seed": int(seed),
         "height": int(height),
         "width": int(width),
-        "counts": {"source": counts["source_images"], "target_train": counts["target_train"],
-                   "target_val": counts["target_val"]},
+        "counts": {"source": int(counts["source_images"]),
+                   "target_train": int(counts["target_train"]),
+                   "target_val": int(counts["target_val"])},
         "layout": {"source": "gta5", "target": "cityscapes"},
         "cities": {"train": list(TRAIN_CITIES), "val": list(VAL_CITIES)},
         "classes": list(CLASS_NAMES_19),
