@@ -142,8 +142,15 @@ def _trial_main(config: dict[str, Any], *, trials: dict[str, Trial], out_root: s
         apply_overrides(trial.cfg, {"tracking.uri": tracking_uri}), out, resume=same_run,
         parent_run_id=parent_run_id, run_name=trial.name,
         extra_tags={"ripu.trial": trial.name, "ripu.experiment": experiment})
-    results = run_trial(trial.cfg, out, init=init, resume=resume, progress=False,
-                        callbacks=[tracking, RayReport(), *callbacks])
+    if trial.cfg.sweep.workers_per_trial > 1:  # data-parallel over Ray Train workers
+        from ripu.engine.distributed import run_trial_distributed, sweep_scaling
+
+        results = run_trial_distributed(trial.cfg, out, init=init, resume=resume,
+                                        progress=False, callbacks=[tracking, *callbacks],
+                                        report_to_tune=True, **sweep_scaling(trial.cfg.sweep))
+    else:
+        results = run_trial(trial.cfg, out, init=init, resume=resume, progress=False,
+                            callbacks=[tracking, RayReport(), *callbacks])
     tune.report({**_final_metrics(results), "ripu/skipped": 0})
 
 
@@ -328,12 +335,14 @@ def _fit(cfg: Config, exp: Experiment, todo: list[Trial], *, out_root: Path, ini
     """Run ``todo`` with Ray Tune; returns the ResultGrid."""
     from ray import tune
 
+    from ripu.engine.distributed import trial_resources
+
     s = cfg.sweep
     trainable = tune.with_parameters(
         _trial_main, trials={t.name: t for t in todo}, out_root=str(out_root), init=init,
         tracking_uri=tracking_uri, parent_run_id=parent_id, experiment=exp.name,
         callbacks=list(callbacks))
-    trainable = tune.with_resources(trainable, {"cpu": s.cpus_per_trial, "gpu": s.gpus_per_trial})
+    trainable = tune.with_resources(trainable, trial_resources(s))
     tuner = tune.Tuner(
         trainable,
         param_space={"trial": tune.grid_search([t.name for t in todo])},
@@ -376,9 +385,9 @@ def run_sweep(cfg: Config, experiment_file: str | Path, *, init: str | Path | No
     from ripu.tracking import absolute_uri, check_uri
 
     exp = load_experiment(experiment_file, cfg, root=Path.cwd())
-    if cfg.sweep.workers_per_trial != 1:
-        raise RipuError(f"sweep.workers_per_trial: {cfg.sweep.workers_per_trial} is not "
-                        f"supported, expected 1 (one process per trial)")
+    from ripu.engine.distributed import trial_resources
+
+    trial_resources(cfg.sweep)  # an impossible data-parallel split fails before anything
     init_path = str(Path(init).resolve()) if init else None
     if init_path and not Path(init_path).is_file():
         raise RipuError(f"--init: {init} not found, expected a checkpoint (.pt) such as the "

@@ -213,3 +213,47 @@ def test_active_trial_on_two_ray_gloo_workers(tiny_data, tmp_path, monkeypatch):
     rounds = metric_history(cfg.tracking.uri, run.info.run_id, "acq/labelled_fraction")
     assert [s for s, _ in rounds] == [0, 1]
     assert rounds[-1][1] == pytest.approx(results["labelled_fraction"])
+
+
+def test_sweep_resources_split_among_workers():
+    from ripu.config import SweepConfig
+    from ripu.engine.distributed import DRIVER_RESOURCES, sweep_scaling, trial_resources
+
+    one = SweepConfig(cpus_per_trial=4, gpus_per_trial=1)
+    assert trial_resources(one) == {"cpu": 4, "gpu": 1}
+    two = SweepConfig(cpus_per_trial=8, gpus_per_trial=2, workers_per_trial=2)
+    assert trial_resources(two) == DRIVER_RESOURCES and DRIVER_RESOURCES["cpu"] == 0
+    assert sweep_scaling(two) == {"num_workers": 2, "use_gpu": True,
+                                  "resources_per_worker": {"CPU": 4.0, "GPU": 1.0}}
+    cpu = SweepConfig(cpus_per_trial=2, workers_per_trial=2)
+    assert sweep_scaling(cpu) == {"num_workers": 2, "use_gpu": False,
+                                  "resources_per_worker": {"CPU": 1.0}}
+    shared = SweepConfig(gpus_per_trial=1, workers_per_trial=2)
+    with pytest.raises(RipuError, match="at least one GPU per worker"):
+        trial_resources(shared)
+
+
+@pytest.mark.slow  # a minute or two: Ray Tune running a Ray Train trial
+def test_sweep_runs_a_data_parallel_trial(tiny_data, tmp_path, monkeypatch):
+    import yaml
+
+    from ripu.sweep import run_sweep
+    from ripu.tracking import list_runs, metric_history
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    cfg = tiny_config(tiny_data, tmp_path, **{
+        "optim.iters": 6, "optim.poly_iters": 6, "sweep.workers_per_trial": 2,
+        "sweep.cpus_per_trial": 2, "sweep.max_concurrent": 1, "sweep.max_failures": 0})
+    exp = tmp_path / "dp.yaml"
+    exp.write_text(yaml.safe_dump({"name": "dp", "grid": [
+        {"train.kind": ["active"], "active.strategy": ["ripu_region"], "seed": [0]}]}))
+    (row,) = run_sweep(cfg, exp, out_dir=tmp_path / "runs", progress=False)
+    assert row["status"] == "finished" and row["iterations"] == 6
+    out = tmp_path / "runs" / "dp" / row["trial"]
+    assert sorted(p.name for p in (out / "masks").iterdir()) == ["round_0.npz", "round_1.npz"]
+    runs = list_runs(cfg.tracking.uri, "dp")
+    (child,) = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert child.info.status == "FINISHED" and child.data.tags["ripu.trial"] == row["trial"]
+    steps = [s for s, _ in metric_history(cfg.tracking.uri, child.info.run_id, "train/loss")]
+    assert steps == [2, 3, 4, 6]

@@ -33,8 +33,15 @@ class LabelledDataset(Protocol):
 
 
 def dataset_key(dataset: LabelledDataset) -> str:
-    """A hash of the dataset's image ids and number of classes (the cache key)."""
-    payload = json.dumps({"ids": list(dataset.ids), "num_classes": int(dataset.num_classes)})
+    """A hash of the dataset's image ids and number of classes and, for a dataset on disk
+    (``items`` of (image, label, id)), each label file's size and mtime: the cache key, so a
+    replaced or damaged label file invalidates the cache (and is read, and checked, again)."""
+    stamps = []
+    for item in getattr(dataset, "items", ()):
+        st = os.stat(item[1])
+        stamps.append([st.st_size, st.st_mtime_ns])
+    payload = json.dumps({"ids": list(dataset.ids), "num_classes": int(dataset.num_classes),
+                          "labels": stamps})
     return hashlib.sha256(payload.encode()).hexdigest()
 
 

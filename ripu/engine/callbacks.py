@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ripu.config import Config, flatten
+from ripu.io import write_text
 
 if TYPE_CHECKING:
     from ripu.engine.evaluate import EvalResult
@@ -83,8 +84,7 @@ class TrackingCallback(Callback):
         tracker = Tracker(cfg.tracking.uri, cfg.tracking.experiment, run_id=run_id,
                           run_name=run_name or Path(out_dir).name, tags=tags,
                           parent_run_id=parent_run_id)
-        Path(out_dir).mkdir(parents=True, exist_ok=True)
-        id_file.write_text(tracker.run_id + "\n")
+        write_text(id_file, tracker.run_id + "\n")  # atomic: a resume never reads half an id
         return cls(tracker)
 
     def on_start(self, trainer: Trainer) -> None:

@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 
-from ripu.config import Config
+from ripu.config import Config, SweepConfig
 from ripu.engine.callbacks import Callback, CallbackList
 from ripu.errors import RipuError
 
@@ -230,6 +230,40 @@ def _ray_worker(config: dict[str, Any]) -> None:
                  world_size=ctx.get_world_size(), init=config["init"],
                  resume=config["resume"], progress=config["progress"],
                  callbacks=config["callbacks"], device=device)
+
+
+# ----------------------------------------------------------------------------- sweeps
+
+# A data-parallel trial's own Tune process only waits for its workers: it asks for no CPU
+# (Ray Tune refuses an empty request, hence a token MiB of memory), so the workers get
+# exactly the trial's CPUs and the local-cluster arithmetic of ripu.sweep holds.
+DRIVER_RESOURCES = {"cpu": 0.0, "gpu": 0.0, "memory": float(2**20)}
+
+
+def sweep_scaling(s: SweepConfig) -> dict[str, Any]:
+    """``run_trial_distributed`` arguments for a sweep's data-parallel trials: the trial's
+    ``cpus_per_trial`` and ``gpus_per_trial`` shared equally among ``workers_per_trial``
+    workers (``gpus_per_trial: 2, workers_per_trial: 2``: one GPU each)."""
+    w = s.workers_per_trial
+    if s.gpus_per_trial and s.gpus_per_trial < w:
+        raise RipuError(f"sweep.gpus_per_trial: {s.gpus_per_trial:g} GPUs for {w} workers; "
+                        f"expected at least one GPU per worker (sweep.workers_per_trial), "
+                        f"NCCL cannot share a GPU between ranks")
+    resources = {"CPU": s.cpus_per_trial / w}
+    if s.gpus_per_trial:
+        resources["GPU"] = s.gpus_per_trial / w
+    return {"num_workers": w, "use_gpu": bool(s.gpus_per_trial),
+            "resources_per_worker": resources}
+
+
+def trial_resources(s: SweepConfig) -> dict[str, float]:
+    """Ray Tune resources of one trial's own process: all the trial's resources for a
+    single-process trial, :data:`DRIVER_RESOURCES` for a data-parallel one (its Ray Train
+    workers request the trial's resources, see :func:`sweep_scaling`)."""
+    if s.workers_per_trial == 1:
+        return {"cpu": s.cpus_per_trial, "gpu": s.gpus_per_trial}
+    sweep_scaling(s)  # fail early on an impossible split
+    return dict(DRIVER_RESOURCES)
 
 
 # ----------------------------------------------------------------------------- driver side

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from ripu.data import synthetic
+from ripu.data import synthetic_scene as scene
 from ripu.data.synthetic import (
     ALLOWED_LABEL_IDS,
     CLASS_NAMES_19,
@@ -265,3 +266,34 @@ def test_overlay_blends_cityscapes_colours_by_train_id():
     assert out[0, 0].tolist() == [117, 78, 117]  # 0.4 * 100 + 0.6 * (128, 64, 128)
     assert out[0, 1].tolist() == [111, 47, 59]  # 0.4 * 100 + 0.6 * (119, 11, 32)
     assert out[0, 2].tolist() == [40, 40, 40]  # ignored: the darkened image
+
+
+def test_scene_primitives_on_hand_computed_cases():
+    canvas = scene.Canvas(6, 8)
+    red = np.array([255, 0, 0], np.float32)
+    canvas.rect(1.0, 1.0, 3.0, 2.0, 7, red)  # pixel centres 1.5, 2.5 x 1.5
+    assert np.argwhere(canvas.label == 7).tolist() == [[1, 1], [1, 2]]
+    canvas.rect(5.2, 3.1, 5.3, 3.2, 17, red)  # thinner than a pixel: still one pixel
+    assert np.argwhere(canvas.label == 17).tolist() == [[3, 5]]
+    canvas = scene.Canvas(4, 4)
+    # Triangle with vertices at pixel corners (0,0), (4,0), (0,4): centres with x + y <= 4.
+    canvas.polygon(np.array([[0, 0], [4, 0], [0, 4]], np.float32), 11, red)
+    assert (canvas.label == 11).sum() == 10  # 4 + 3 + 2 + 1 pixel centres
+    hull = scene.convex_hull(np.array([[0, 0], [2, 0], [2, 2], [0, 2], [1, 1]], np.float32))
+    assert sorted(map(tuple, hull.tolist())) == [(0, 0), (0, 2), (2, 0), (2, 2)]
+    cam = scene.Camera(h=100, w=200, f=100.0, hy=40.0, vx=100.0, height=1.5)
+    assert cam.project(2.0, 0.0, 10.0) == (120.0, 55.0)  # ground point 10 m ahead, 2 m right
+    assert cam.project(0.0, 1.5, 50.0) == (100.0, 40.0)  # camera height: on the horizon
+
+
+def test_blur_and_smooth_noise():
+    flat = np.full((5, 7, 3), 80.0, np.float32)
+    assert np.allclose(scene.gaussian_blur(flat, 1.0), 80.0)
+    spike = np.zeros((9, 9, 1), np.float32)
+    spike[4, 4] = 1.0
+    blurred = scene.gaussian_blur(spike, 1.0)
+    assert blurred.sum() == pytest.approx(1.0) and blurred[4, 4, 0] < 0.5
+    assert np.allclose(blurred[:, :, 0], blurred[:, :, 0].T)  # isotropic
+    noise = scene.smooth_noise(np.random.default_rng(0), 16, 32, (3, 5))
+    assert noise.shape == (16, 32)
+    assert np.abs(np.diff(noise, axis=1)).max() < 0.5 < np.abs(noise).max()  # smooth, not flat

@@ -278,6 +278,8 @@ CASES = [
          ("lindau_000000_000019_gtFine_labelIds.png: unexpected label id 200", "expected ids")),
     Case("label-id-40-source", damaged(lambda p: put_label_id(p, 40), SOURCE_LABEL),
          ("00003.png: unexpected label id 40", "expected ids 0..34")),
+    Case("label-id-40-source-cached", lambda w: _cache_then_damage(w),
+         ("00003.png: unexpected label id 40", "expected ids 0..34")),
     Case("label-id-200-check", damaged(lambda p: put_label_id(p, 200), TARGET_LABEL, "check"),
          ("unexpected label id 200", "expected ids")),
     Case("missing-root-over-finished-trial",
@@ -362,6 +364,17 @@ def _pickled_code(w: World) -> Path:
     return path
 
 
+def _cache_then_damage(w: World) -> list[str]:
+    """Build the source class-list cache, then damage a source label: the cache is stale, so
+    the labels are read (and checked) again."""
+    from ripu.data import GTA5Dataset
+    from ripu.data.sampling import class_image_lists
+
+    class_image_lists(GTA5Dataset(w.data / "source"), w.data / "source" / CACHE, progress=False)
+    put_label_id(w.data / SOURCE_LABEL, 40)
+    return w.train()
+
+
 def _cut_last(w: World) -> Path:
     last = w.trial / "checkpoints" / "last.pt"
     data = last.read_bytes()
@@ -430,3 +443,20 @@ def test_valid_world_is_accepted(world, capfd, monkeypatch):
                  ["config", "check", "-q", "--params", str(world.params)]):
         rc, out, err = run_in_process(argv, world.cwd, capfd, monkeypatch)
         assert rc == 0, err
+
+
+def test_label_fault_found_during_training_leaves_no_results(tiny_data, tmp_path):
+    """Without class balancing the source labels are first read in training: the error still
+    names the file and what was expected, and no results.json or temporary file is left."""
+    from ripu.engine.trainer import run_trial
+    from ripu.errors import DatasetError
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data, ignore=shutil.ignore_patterns(CACHE))
+    for label in sorted((data / "source" / "labels").glob("*.png")):
+        put_label_id(label, 40)
+    cfg = tiny_config(data, tmp_path, **{"data.class_balance": False})
+    with pytest.raises(DatasetError, match=r"unexpected label id 40 \(expected ids 0..34\)"):
+        run_trial(cfg, tmp_path / "trial", progress=False, callbacks=[])
+    left = {p.relative_to(tmp_path / "trial").as_posix() for p in (tmp_path / "trial").rglob("*")}
+    assert "results.json" not in left and not any(n.split("/")[-1].startswith(".") for n in left)

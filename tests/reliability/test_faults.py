@@ -311,6 +311,9 @@ def fork_workers(uri: str, tmp_path: Path) -> list[str]:
     """WORKERS forked processes (no interpreter start-up), released together."""
     import multiprocessing as mp
 
+    import mlflow.store.tracking.sqlalchemy_store  # noqa: F401 - imported once, before the fork
+    import mlflow.tracking  # noqa: F401
+
     ctx = mp.get_context("fork")
     queue, go = ctx.Queue(), ctx.Event()
     procs = [ctx.Process(target=log_as_worker, args=(uri, w, queue.put, lambda: go.wait(120)))
