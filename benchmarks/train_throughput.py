@@ -3,8 +3,8 @@
     python -m benchmarks.train_throughput [--quick] [--json FILE]
 
 Same model (params.yaml's small network, same initial weights), same batches (params.yaml's
-4 source + 4 target images at 64 x 128, drawn once from a small synthetic set and kept in
-memory, so reading PNGs is in neither loop), same objective: trial kind ``supervised``,
+batch sizes and image size, drawn once from a small synthetic set and kept in memory, so
+reading PNGs is in neither loop), same objective: trial kind ``supervised``,
 whose loss terms are the full RIPU objective ``CE(src) + 0.1 L_LC(src) + CE(tgt) +
 L_NL(tgt)`` (METHOD.md section 2) with every target pixel labelled, and the same poly lr.
 Ours: ``Trainer.train_until`` with no callbacks (lr setting, per-term loss dispatch,

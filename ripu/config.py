@@ -358,7 +358,9 @@ def set_path(raw: dict, key: str, value: Any) -> None:
     for i, part in enumerate(parts[:-1]):
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
-            raise ConfigError(f"{'.'.join(parts[:i + 1])}: is not a section, cannot set {key}")
+            raise ConfigError(f"{'.'.join(parts[:i + 1])}: is a value, not a section; cannot "
+                              f"set {key}, expected a key path such as "
+                              f"{'.'.join(parts[:i + 1])}=VALUE")
         node = child
     node[parts[-1]] = value
 

@@ -369,6 +369,19 @@ def _close_run(uri: str, out: Path, known: set[str], status: str, tags: dict[str
         tracker.finish(status)
 
 
+def validate_inputs(trials: Sequence[Trial], init: str | None) -> None:
+    """Fail before Ray starts (RipuError) when a trial's datasets, model or ``init``
+    checkpoint are bad: checked once per distinct data and model section."""
+    from ripu.engine.trainer import Trainer
+
+    seen = set()
+    for trial in trials:
+        key = (trial.cfg.data, trial.cfg.model, trial.cfg.train.kind == "source_free")
+        if key not in seen:
+            seen.add(key)
+            Trainer(trial.cfg, Path(tempfile.gettempdir()), init=init, progress=False)
+
+
 def run_sweep(cfg: Config, experiment_file: str | Path, *, init: str | Path | None = None,
               out_dir: str | Path = Path("runs"), progress: bool = True,
               ray_address: str | None = None, storage: str | Path | None = None,
@@ -395,6 +408,7 @@ def run_sweep(cfg: Config, experiment_file: str | Path, *, init: str | Path | No
     uri = absolute_uri(cfg.tracking.uri, Path.cwd())
     check_uri(uri)
     out_root = (Path(out_dir) / exp.name).resolve()
+    validate_inputs(exp.trials, init_path)
     started = time.perf_counter()
 
     todo = [t for t in exp.trials if finished_results(out_root / t.name, t.cfg) is None]

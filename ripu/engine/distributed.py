@@ -18,7 +18,10 @@ Train's reports, which are collective). The trial folder must be on storage ever
 sees (as for resumable sweeps): every rank reads the checkpoint when resuming.
 
 Backends: ``gloo`` on CPU (tests: 2 CPU workers), ``nccl`` on GPUs (one GPU per worker,
-``use_gpu=True``); trainable BatchNorm becomes SyncBatchNorm on GPUs.
+``use_gpu=True``); trainable BatchNorm becomes SyncBatchNorm on GPUs. In a sweep,
+``sweep.workers_per_trial: 2`` with ``sweep.gpus_per_trial: 2`` runs every trial on two GPUs
+over NCCL, with ``sweep.gpus_per_trial: 0`` on two CPU workers over gloo; the trial's
+``cpus_per_trial`` and ``gpus_per_trial`` are shared equally among its workers.
 """
 
 from __future__ import annotations

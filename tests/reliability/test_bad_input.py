@@ -177,7 +177,7 @@ CASES = [
     Case("unknown-section-key", S("active.nope=1"), ("active.nope: unknown key", "expected"),
          subprocess=True),
     Case("key-below-a-value", S("active.budget.max=1"),
-         ("active.budget: is not a section", "active.budget.max")),
+         ("active.budget: is a value, not a section", "active.budget.max", "expected")),
     Case("unknown-key-in-file", params_text(VALID_PARAMS),
          ("optim.momentm: unknown key", "expected one of", "momentum")),
     # --- wrong types
@@ -354,6 +354,14 @@ CASES = [
          ("none.yaml: experiment file not found", "expected")),
     Case("experiment-broken-yaml", lambda w: experiment(w, "name: [bad\n"),
          ("exp.yaml", "broken YAML", "expected")),
+    # a sweep whose trials could never run is refused before Ray starts
+    Case("sweep-missing-dataset", lambda w: [
+        *experiment(w, "name: bad\ngrid:\n  - {seed: [0]}\n"), "-S",
+        f"data.target_root={w.root}/nowhere"], ("data.target_root", "nowhere", "expected")),
+    Case("sweep-init-other-classes", lambda w: [
+        *experiment(w, "name: bad\ngrid:\n  - {seed: [0]}\n"), "-S", "data.num_classes=16",
+        "--init", str(w.trial / "checkpoints" / "last.pt")],
+         ("checkpoint has 19 classes, the model expects 16",)),
 ]
 
 
