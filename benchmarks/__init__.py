@@ -27,6 +27,13 @@ REPO = Path(__file__).resolve().parents[1]
 THREADS = 1  # torch threads of every benchmark: 1 is steadiest on a shared 2-core machine
 
 
+def setup() -> None:
+    """Fix torch's thread count (every benchmark's ``run`` starts with this)."""
+    import torch
+
+    torch.set_num_threads(THREADS)
+
+
 def conditions() -> dict[str, Any]:
     """The machine's state while a benchmark runs: load, cores, threads, versions."""
     import torch
@@ -71,9 +78,6 @@ def cli(run: Callable[..., dict[str, Any]], doc: str, argv: list[str] | None = N
     parser.add_argument("--quick", action="store_true", help="a small, fast version")
     parser.add_argument("--json", type=Path, default=None, help="write the result here")
     args = parser.parse_args(argv)
-    import torch
-
-    torch.set_num_threads(THREADS)
     result = run(quick=args.quick)
     result.setdefault("conditions", conditions())
     print(json.dumps(result["figures"], indent=2, sort_keys=True))

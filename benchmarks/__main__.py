@@ -149,8 +149,8 @@ def table(results: dict[str, dict[str, Any]]) -> str:
 
 
 def markdown(doc: dict[str, Any]) -> str:
-    lines = ["# Benchmarks", "", f"`python -m benchmarks{' --quick' if doc['quick'] else ''}`"
-             f" on {doc['machine']['cpu_count']} CPUs, load average at start "
+    lines = ["# Benchmarks", "", f"`{doc['invocation']}`"
+             f" on {doc['machine']['cpu_count']} CPUs, load average when done "
              f"{doc['machine']['load_average'][0]}; OMP_WAIT_POLICY="
              f"{doc['machine']['omp_wait_policy']}, torch threads 1 in each benchmark. "
              "Each benchmark's own conditions are in bench.json.", "", table(doc["results"])]
@@ -190,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
                        "load_average": [round(x, 2) for x in os.getloadavg()],
                        "omp_wait_policy": env["OMP_WAIT_POLICY"]},
            "quick": args.quick,
+           "invocation": " ".join(["python -m benchmarks", *map(shlex.quote, argv if argv
+                                                                  is not None else sys.argv[1:])]),
            "figures": {k: v for r in results.values() for k, v in r.get("figures", {}).items()},
            "results": {b.name: results[b.name] for b in BENCHMARKS if b.name in results}}
     write_json(path, doc)

@@ -32,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from benchmarks import bench_config, conditions, main_of, scratch, synthetic_data
+from benchmarks import bench_config, conditions, main_of, scratch, setup, synthetic_data
 from ripu.tracking import free_port
 
 TRIALS = 4
@@ -97,6 +97,7 @@ def _sweep(cfg, exp_file: Path, out: Path, address: str) -> tuple[float, list[di
 
 
 def run(quick: bool = False) -> dict[str, Any]:
+    setup()
     iters = 60 if quick else 1000
     with scratch("cluster") as tmp, local_cluster(1) as cluster:
         tmp = Path(tmp)

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import bench_config, conditions, main_of, scratch, synthetic_data
+from benchmarks import bench_config, conditions, main_of, scratch, setup, synthetic_data
 from ripu.engine.callbacks import Callback
 
 
@@ -52,6 +52,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     from ripu.engine.callbacks import TrackingCallback
     from ripu.engine.trainer import Trainer, run_trial
 
+    setup()
     iters = 60 if quick else 600
     with scratch("mlflow") as tmp:
         tmp = Path(tmp)

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import conditions, main_of, scratch
+from benchmarks import conditions, main_of, scratch, setup
 from ripu.errors import RipuError
 
 
@@ -46,6 +46,7 @@ def _timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[str, float]:
 def run(quick: bool = False) -> dict[str, Any]:
     from tests.test_pipeline import _tiny_repo
 
+    setup()
     dvc = str(Path(sys.executable).with_name("dvc"))
     env = _env()
     with scratch("repro") as tmp:

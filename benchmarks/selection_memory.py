@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks import conditions, main_of, scratch
+from benchmarks import conditions, main_of, scratch, setup
 from benchmarks.acquisition import fast_round, naive_round, peak_memory_mb, realistic_logits
 from ripu.acquisition import LabelState, region_scores, select_regions
 from ripu.acquisition.budget import Budget, units_for_round
@@ -86,6 +86,7 @@ def round_files(frames: int, images: int, folder: Path) -> dict[str, Any]:
 
 
 def run(quick: bool = False) -> dict[str, Any]:
+    setup()
     height, width = (256, 512) if quick else (1024, 2048)
     frames, images = (2, 300) if quick else (8, CITYSCAPES_TRAIN)
     peak = selection_peak(height, width)

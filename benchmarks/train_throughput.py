@@ -26,7 +26,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from benchmarks import bench_config, conditions, main_of, scratch, synthetic_data
+from benchmarks import bench_config, conditions, main_of, scratch, setup, synthetic_data
 
 
 class Prebuilt(torch.utils.data.Dataset):
@@ -70,6 +70,7 @@ def bare_loop(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batches:
 def run(quick: bool = False) -> dict[str, Any]:
     from ripu.engine.trainer import Trainer
 
+    setup()
     iters, rounds = (12, 2) if quick else (60, 5)
     with scratch("throughput") as tmp:
         tmp = Path(tmp)

@@ -38,6 +38,7 @@ def no_void_data(tmp_path_factory, tiny_data) -> Path:
 
     root = tmp_path_factory.mktemp("novoid") / "synthetic"
     shutil.copytree(tiny_data, root)
+    (root / "source" / ".class_lists.json").unlink(missing_ok=True)  # built from old labels
     for path in sorted((root / "source" / "labels").glob("*.png")):
         ids = np.asarray(Image.open(path))
         ids = np.where(np.isin(ids, LABEL_IDS_19), ids, 7).astype(np.uint8)

@@ -167,9 +167,9 @@ def test_asha_needs_evaluations_while_training(tmp_path, base_cfg):
 
 
 @pytest.mark.parametrize("file, count, name", [
-    ("synthetic.yaml", 27, "synthetic"),
-    ("gta5_to_cityscapes.yaml", 8, "gta5_to_cityscapes"),
-    ("synthia_to_cityscapes.yaml", 8, "synthia_to_cityscapes"),
+    ("synthetic.yaml", 36, "synthetic"),
+    ("gta5_to_cityscapes.yaml", 9, "gta5_to_cityscapes"),
+    ("synthia_to_cityscapes.yaml", 9, "synthia_to_cityscapes"),
     ("search_asha.yaml", 8, "search_asha"),
 ])
 def test_shipped_experiment_files_are_valid(base_cfg, file, count, name):
