@@ -27,8 +27,9 @@ test-slow: $(STAMP)     ## only the long end-to-end tests
 bench: $(STAMP)         ## benchmarks with side-by-side ratios -> reports/bench.json
 	$(PY) -m benchmarks
 
-ui: $(STAMP)            ## the MLflow UI on http://127.0.0.1:5000
-	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port 5000
+UI_PORT ?= 5000
+ui: $(STAMP)            ## the MLflow UI on http://127.0.0.1:$(UI_PORT)
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port $(UI_PORT)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check ripu pipelines tests benchmarks
