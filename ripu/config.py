@@ -324,18 +324,20 @@ def config_from_dict(raw: Any, source: str = "params") -> Config:
     return cfg
 
 
-def read_yaml(path: str | Path) -> Any:
-    """Parse a YAML file; a missing, unreadable, empty or broken file is a ConfigError."""
+def read_yaml(path: str | Path, what: str = "params file",
+              expected: str = "a YAML mapping of sections") -> Any:
+    """Parse a YAML file; a missing, unreadable, empty or broken file is a ConfigError
+    saying it is ``what`` and that ``expected`` was expected."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"{path}: params file not found, expected an existing YAML file")
+        raise ConfigError(f"{path}: {what} not found, expected an existing YAML file")
     try:
         data = yaml.safe_load(path.read_text())
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"{path}: broken YAML ({first}), expected a YAML mapping") from None
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ConfigError(f"{path}: broken YAML ({first}), expected {expected}") from None
     if data is None:
-        raise ConfigError(f"{path}: file is empty, expected a YAML mapping of sections")
+        raise ConfigError(f"{path}: file is empty, expected {expected}")
     return data
 
 

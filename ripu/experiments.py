@@ -28,9 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from ripu.config import Config, apply_overrides
+from ripu.config import Config, apply_overrides, read_yaml
 from ripu.errors import ConfigError
 
 TOP_KEYS = ("name", "description", "base", "grid", "search")
@@ -276,13 +274,7 @@ def load_experiment(path: str | Path, base_cfg: Config, *, root: Path | None = N
     With ``root``, relative data roots and weight files in the file are resolved against it.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: experiment file not found, expected a YAML file")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise _err(path, f"broken YAML ({first}), expected an experiment mapping") from None
+    raw = read_yaml(path, "experiment file", "an experiment mapping")
     if not isinstance(raw, dict):
         raise _err(path, "expected a mapping with name, base and grid (or search)")
     for key in raw:
