@@ -7,7 +7,7 @@ export MLFLOW_TRACKING_URI ?= sqlite:///$(abspath mlflow.db)
 # Idle OpenMP threads sleep instead of spinning: concurrent trials share few cores.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: repro test test-slow bench ui lint clean-runs
+.PHONY: repro test test-slow test-e2e bench ui lint
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -23,6 +23,11 @@ test: $(STAMP)          ## the default test suite (slow tests deselected)
 
 test-slow: $(STAMP)     ## only the long end-to-end tests
 	$(PY) -m pytest -q -m slow
+
+test-e2e: $(STAMP)      ## the end-to-end tests CI runs besides `make test`
+	$(PY) -m pytest -q -m slow tests/test_pipeline.py::test_dvc_repro_end_to_end \
+	  tests/test_sweep.py::test_killed_trial_is_retried_and_matches_an_uninterrupted_run \
+	  tests/test_sweep.py::test_sweep_on_a_two_node_ray_cluster_with_a_failing_trial
 
 bench: $(STAMP)         ## benchmarks with side-by-side ratios -> reports/bench.json
 	$(PY) -m benchmarks
