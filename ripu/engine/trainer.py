@@ -58,6 +58,13 @@ def resume_hash(cfg: Config) -> str:
                                                                      threads=0)))
 
 
+def budget_of(cfg: Config) -> Budget:
+    """The labelling budget of the ``active`` section, in the strategy's mode."""
+    a = cfg.active
+    return Budget(mode=get_strategy(a.strategy).mode, fraction=a.budget,
+                  points_per_image=a.points, rounds=a.rounds, radius=a.radius)
+
+
 def read_checkpoint(path: Path) -> Any:
     """``torch.load`` with ``weights_only=True`` (no code runs from the file) and torch's
     warnings about foreign files silenced (the caller reports a bad file in one line)."""
@@ -322,9 +329,7 @@ class Trainer:
     # ------------------------------------------------------------------ rounds and evaluation
 
     def budget(self) -> Budget:
-        a = self.cfg.active
-        return Budget(mode=get_strategy(a.strategy).mode, fraction=a.budget,
-                      points_per_image=a.points, rounds=a.rounds, radius=a.radius)
+        return budget_of(self.cfg)
 
     def select(self, round_index: int) -> Path:
         """Run selection round ``round_index``, write its round file, checkpoint."""
@@ -475,11 +480,9 @@ def select_cli(cfg: Config, checkpoint: str | Path, masks_dir: Path, round_index
                         f"{last[0]}, expected --round {last[0] + 1}")
     elif not last and round_index != 0:
         raise RipuError(f"--round {round_index}: {masks_dir} has no round file, expected 0")
-    a = cfg.active
-    budget = Budget(mode=get_strategy(a.strategy).mode, fraction=a.budget,
-                    points_per_image=a.points, rounds=a.rounds, radius=a.radius)
-    state = select_round(model, target, state, a.strategy, budget, round_index, seed=cfg.seed,
-                         device=device, batch_size=a.batch_size, progress=progress)
+    state = select_round(model, target, state, cfg.active.strategy, budget_of(cfg), round_index,
+                         seed=cfg.seed, device=device, batch_size=cfg.active.batch_size,
+                         progress=progress)
     path = Path(masks_dir) / f"round_{round_index}.npz"
     state.save(path)
     return path
