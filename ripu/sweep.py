@@ -45,6 +45,8 @@ RAY_ENV = {
     "RAY_USAGE_STATS_ENABLED": "0",
     "TUNE_DISABLE_STRICT_METRIC_CHECKING": "1",
     "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+    # idle OpenMP threads sleep instead of spinning: concurrent trials share few cores
+    "OMP_WAIT_POLICY": "PASSIVE",
 }
 
 
