@@ -108,6 +108,18 @@ def class_image_lists(
     return lists
 
 
+def draw_class_balanced(class_lists: Mapping[int, Sequence[int]], n: int,
+                        generator: torch.Generator) -> list[int]:
+    """``n`` image indices: each draws a class uniformly among the classes with at least one
+    image, then an image uniformly from that class's list (two draws from ``generator``)."""
+    classes = [c for c in sorted(class_lists) if len(class_lists[c])]
+    out = []
+    for _ in range(n):
+        images = class_lists[classes[int(torch.randint(len(classes), (1,), generator=generator))]]
+        out.append(int(images[int(torch.randint(len(images), (1,), generator=generator))]))
+    return out
+
+
 class ClassBalancedSampler(Sampler[int]):
     """Yield ``num_samples`` dataset indices: a class uniformly among the classes with at
     least one image, then an image uniformly from that class's list.
@@ -129,8 +141,7 @@ class ClassBalancedSampler(Sampler[int]):
         self.classes = sorted(int(c) for c, v in class_lists.items() if len(v) > 0)
         if not self.classes:
             raise RipuError("class-balanced sampling needs at least one class with an image")
-        by_class = {int(c): v for c, v in class_lists.items()}
-        self.lists = [torch.as_tensor(list(by_class[c]), dtype=torch.long) for c in self.classes]
+        self.class_lists = {int(c): list(v) for c, v in class_lists.items()}
         self.num_samples = int(num_samples)
         self.seed = int(seed)
         self.generator = generator
@@ -150,12 +161,4 @@ class ClassBalancedSampler(Sampler[int]):
     def __iter__(self) -> Iterator[int]:
         gen = self.generator if self.generator is not None else self._epoch_generator()
         self.epoch += 1
-        n = self.num_samples
-        which = torch.randint(len(self.classes), (n,), generator=gen)
-        uniform = torch.rand(n, generator=gen, dtype=torch.float64)
-        out = torch.empty(n, dtype=torch.long)
-        for k, images in enumerate(self.lists):
-            mask = which == k
-            pos = (uniform[mask] * len(images)).long().clamp_(max=len(images) - 1)
-            out[mask] = images[pos]
-        return iter(out.tolist())
+        return iter(draw_class_balanced(self.class_lists, self.num_samples, gen))

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ripu.data import SegmentationDataset
+from ripu.data.sampling import draw_class_balanced
 from ripu.engine.schedule import generator
 
 IGNORE = 255
@@ -28,16 +29,6 @@ class TargetLabels:
 
     labelled: Mapping[str, np.ndarray] | None = None
     pseudo: Mapping[str, np.ndarray] | None = None
-
-
-def _class_balanced(class_lists: Mapping[int, list[int]], n: int, g: torch.Generator) -> list[int]:
-    """Draw a class uniformly among those present, then an image containing it; ``n`` times."""
-    classes = [c for c in sorted(class_lists) if class_lists[c]]
-    out = []
-    for _ in range(n):
-        images = class_lists[classes[int(torch.randint(len(classes), (1,), generator=g))]]
-        out.append(images[int(torch.randint(len(images), (1,), generator=g))])
-    return out
 
 
 class IterationBatches(torch.utils.data.Dataset):
@@ -70,7 +61,7 @@ class IterationBatches(torch.utils.data.Dataset):
     def _source(self, it: int) -> dict[str, torch.Tensor]:
         g = generator(self.seed, it, 1)
         if self.class_lists:
-            idx = _class_balanced(self.class_lists, self.batch_source, g)
+            idx = draw_class_balanced(self.class_lists, self.batch_source, g)
         else:
             idx = torch.randint(len(self.source), (self.batch_source,), generator=g).tolist()
         images, labels = [], []

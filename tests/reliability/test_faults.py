@@ -108,20 +108,25 @@ state(2, 1).save(sys.argv[1])
 """
 
 
+def kill_when_printed(script_and_args: list[str], line: str) -> None:
+    """Run ``python -c SCRIPT ARGS...``; SIGKILL it as soon as it prints ``line``."""
+    proc = subprocess.Popen([sys.executable, "-c", *script_and_args], cwd=REPO,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == line
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+
+
 def test_sigkill_while_a_round_file_is_written(tmp_path):
     """A process killed with SIGKILL mid-write leaves only a temporary file, which the next
     run ignores: the previous round is the last complete one and reads back bit-exactly."""
     masks = tmp_path / "masks"
     first = state(0, 0).save(masks / "round_0.npz")
     saved = first.read_bytes()
-    proc = subprocess.Popen([sys.executable, "-c", KILL_WRITER, str(masks / "round_1.npz")],
-                            cwd=REPO, stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout.readline().strip() == "mid-write"
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL
+    kill_when_printed([KILL_WRITER, str(masks / "round_1.npz")], "mid-write")
     leftovers = [p.name for p in masks.iterdir() if p.name != "round_0.npz"]
     assert len(leftovers) == 1 and leftovers[0].startswith(".round_1.npz.")  # the temp file
     assert first.read_bytes() == saved and latest_round(masks) == (0, first)
@@ -205,14 +210,7 @@ def test_sigkilled_trial_resumes_to_the_same_results(tiny_data, tmp_path, refere
     cfg = tiny_config(tiny_data, tmp_path, **FAST)
     params = tmp_path / "params.yaml"
     params.write_text(dump_yaml(cfg))
-    proc = subprocess.Popen([sys.executable, "-c", TRIAL_SCRIPT, str(params),
-                             str(tmp_path / "cut")], cwd=REPO, stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout.readline().strip() == "step 8"
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL
+    kill_when_printed([TRIAL_SCRIPT, str(params), str(tmp_path / "cut")], "step 8")
     assert read_checkpoint(tmp_path / "cut" / "checkpoints" / "last.pt")["iteration"] == 6
     resumed = run_trial(cfg, tmp_path / "cut", resume=True, progress=False, callbacks=[])
     assert without_seconds(resumed) == without_seconds(reference["results"])
