@@ -1,27 +1,37 @@
 """DVC stage `sweep`: every trial of sweep.experiment on Ray Tune, from models/warmup.pt.
 
 Trial folders go to runs/<experiment name>/ (a persistent DVC output: an interrupted sweep
-resumes its trials); Ray Tune's own files to ray_results/.
+resumes its trials); Ray Tune's own files to ray_results/. A line per finished trial goes to
+stdout. Ctrl-C (SIGINT) or SIGTERM stops Ray, its trials and the tracking server, then exits
+with status 130; the next `dvc repro` finishes what was left.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import signal
+import sys
 from pathlib import Path
 
 from pipelines.common import RAY_RESULTS, RUNS, WARMUP_MODEL, main, show_progress
 from ripu.config import Config
 from ripu.errors import ConfigError
+from ripu.experiments import load_experiment
+from ripu.sweep import run_sweep
+
+
+def _interrupt(signum: int, frame) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def run(root: Path, cfg: Config) -> None:
-    from ripu.experiments import load_experiment
-    from ripu.sweep import run_sweep
-
     exp = load_experiment(cfg.sweep.experiment, cfg, root=root)
     if exp.name != cfg.tracking.experiment:
         raise ConfigError(f"{cfg.sweep.experiment}: name {exp.name!r} differs from "
                           f"tracking.experiment {cfg.tracking.experiment!r}; expected the same "
                           f"(the report and the DVC output runs/<name> use it)")
+    signal.signal(signal.SIGTERM, _interrupt)  # stop Ray and the server as Ctrl-C does
     results = run_sweep(cfg, cfg.sweep.experiment, init=root / WARMUP_MODEL,
                         out_dir=root / RUNS, progress=show_progress(),
                         storage=root / RAY_RESULTS)
@@ -29,5 +39,21 @@ def run(root: Path, cfg: Config) -> None:
     print(f"sweep {exp.name}: {len(results)} trials ({done})")
 
 
+def exit_now(code: int | str | None) -> None:
+    """Exit with ``code`` without Python's finalization: its last garbage collection over
+    the torch, Ray and MLflow modules takes 5-10 s; Ray, the server and the runs are closed
+    already, and the streams are flushed here."""
+    if isinstance(code, str):
+        print(code, file=sys.stderr)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code if isinstance(code, int) else 0 if code is None else 1)
+
+
 if __name__ == "__main__":
-    main(run)
+    try:
+        main(run)
+    except SystemExit as exc:
+        exit_now(exc.code)
+    exit_now(0)

@@ -215,6 +215,17 @@ def list_runs(uri: str, experiment: str) -> list[Any]:
             return runs
 
 
+def get_run(uri: str, run_id: str) -> Any | None:
+    """The run ``run_id`` (status, metrics, tags), or None when the store has no such run."""
+    client = _client(uri)
+    try:
+        return _retry(lambda: client.get_run(run_id))
+    except Exception as exc:  # noqa: BLE001 - MlflowException carries the reason as a code
+        if getattr(exc, "error_code", "") == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise
+
+
 def metric_history(uri: str, run_id: str, key: str) -> list[tuple[int, float]]:
     """``[(step, value), ...]`` of one metric of one run."""
     client = _client(uri)
@@ -253,7 +264,9 @@ def serve(backend_uri: str, artifacts: str | Path, *, host: str = "127.0.0.1",
     log = open(Path(artifacts) / "server.log", "ab")  # noqa: SIM115 - closed below
     # No background job workers (huey): a tracking server for trials needs none of them.
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    # Its own session: a Ctrl-C in the terminal reaches the caller, which stops the server.
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                            start_new_session=True)
     url = f"http://{host}:{port}"
     try:
         deadline = time.monotonic() + timeout

@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
-import os
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -41,6 +39,7 @@ import torch
 from ripu.config import Config, SweepConfig
 from ripu.engine.callbacks import Callback, CallbackList
 from ripu.errors import RipuError
+from ripu.ray_cluster import start_ray
 
 BACKENDS = ("gloo", "nccl")
 
@@ -272,24 +271,6 @@ def trial_resources(s: SweepConfig) -> dict[str, float]:
 # ----------------------------------------------------------------------------- driver side
 
 
-def _start_ray(num_workers: int, resources: dict[str, float]) -> bool:
-    """Connect to RAY_ADDRESS or start a local Ray just big enough; True when started here."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    env = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AIR_NEW_OUTPUT": "0",
-           "RIPU_GIT_REVISION": os.environ.get("RIPU_GIT_REVISION", "")}
-    common = {"runtime_env": {"env_vars": {k: v for k, v in env.items() if v}},
-              "logging_level": "WARNING"}
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init(**common)
-    else:
-        cpus = max(1, math.ceil(num_workers * resources.get("CPU", 1.0)))
-        ray.init(address="local", num_cpus=cpus, include_dashboard=False, **common)
-    return True
-
-
 def _check_cluster(num_workers: int, resources: dict[str, float]) -> None:
     import ray
 
@@ -360,7 +341,7 @@ def run_trial_distributed(cfg: Config, out_dir: str | Path, *, init: str | Path 
         tracking = TrackingCallback.for_trial(cfg, out_dir, resume=resume)
         config["callbacks"] = [*all_ranks, *_portable([tracking])]
 
-    started = _start_ray(num_workers, resources)
+    started = start_ray(num_workers * resources.get("CPU", 1.0))
     own_storage = storage is None
     store = Path(tempfile.mkdtemp(prefix="ripu-train-") if own_storage else storage).resolve()
     try:

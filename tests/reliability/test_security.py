@@ -115,7 +115,7 @@ def test_ray_starts_no_public_dashboard():
     127.0.0.1; no dashboard_host anywhere is another address."""
     inits = [(f, n) for f, name, n in CALLS if name == "ray.init"]
     starts = [(f, n) for f, n in inits if not connects_to_a_cluster(n)]
-    assert any(f == "ripu/sweep.py" for f, _ in starts)
+    assert any(f == "ripu/ray_cluster.py" for f, _ in starts)
     for f, n in inits:
         assert keyword(n, "dashboard_host") in ("missing", LOCAL), (f, n.lineno)
     for f, n in starts:

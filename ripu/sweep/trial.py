@@ -1,0 +1,85 @@
+"""The trial side of a sweep: the Ray Tune function trainable that runs one trial.
+
+It runs :func:`ripu.engine.trainer.run_trial` (or its data-parallel variant) in
+``<out_root>/<trial>/``, starting from the ``init`` checkpoint, and follows
+:mod:`ripu.sweep.state`: a committed trial is reported and skipped, a checkpoint of the same
+config is resumed (a trial whose completion was cut in two only evaluates again), anything
+else starts afresh.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ripu.config import apply_overrides
+from ripu.engine.callbacks import Callback, TrackingCallback
+from ripu.engine.distributed import run_trial_distributed, sweep_scaling
+from ripu.engine.trainer import run_trial
+from ripu.experiments import Trial
+from ripu.sweep.state import (
+    Plan,
+    can_resume,
+    final_metrics,
+    finished_results,
+    has_config,
+    plan,
+    same_config,
+    stored_run_id,
+)
+from ripu.tracking import get_run
+
+
+class RayReport(Callback):
+    """Forward the trainer's logged and evaluation metrics to Ray Tune (schedulers read them).
+
+    Every report carries ``iteration`` (the trainer's step), the time attribute of ASHA.
+    """
+
+    def on_log(self, trainer, metrics: dict[str, float], step: int) -> None:
+        from ray import tune
+
+        tune.report({**metrics, "iteration": step})
+
+    def on_eval(self, trainer, result, step: int) -> None:
+        from ray import tune
+
+        tune.report({**{f"val/{k}": float(v) for k, v in result.summary.items()
+                        if k.startswith("miou") and isinstance(v, float)}, "iteration": step})
+
+
+def trial_main(config: dict[str, Any], *, trials: dict[str, Trial], out_root: str,
+               init: str | None, tracking_uri: str, parent_run_id: str, experiment: str,
+               callbacks: Sequence[Callback] = ()) -> None:
+    """The Ray Tune function trainable: run, resume, commit or skip one trial.
+
+    ``callbacks`` run before the tracking callback, so they see each event before the
+    trial's MLflow run is closed.
+    """
+    from ray import tune
+
+    trial = trials[config["trial"]]
+    out = Path(out_root) / trial.name
+    run_id = stored_run_id(out)
+    if plan(out, trial.cfg, get_run(tracking_uri, run_id) if run_id else None) is Plan.DONE:
+        # e.g. Ray retries an attempt that died after its commit
+        tune.report({**final_metrics(finished_results(out, trial.cfg)), "ripu/skipped": 1})
+        return
+    resume = can_resume(out, trial.cfg)  # a cut completion resumes at its last iteration
+    # An earlier attempt of this config continues its MLflow run, also one that died before
+    # its first checkpoint or before training started (no config.yaml yet); a folder that
+    # another config trained in gets a new run.
+    same_run = resume or same_config(out, trial.cfg) or not has_config(out)
+    tracking = TrackingCallback.for_trial(
+        apply_overrides(trial.cfg, {"tracking.uri": tracking_uri}), out, resume=same_run,
+        parent_run_id=parent_run_id, run_name=trial.name,
+        extra_tags={"ripu.trial": trial.name, "ripu.experiment": experiment})
+    if trial.cfg.sweep.workers_per_trial > 1:  # data-parallel over Ray Train workers
+        results = run_trial_distributed(trial.cfg, out, init=init, resume=resume,
+                                        progress=False, callbacks=[*callbacks, tracking],
+                                        report_to_tune=True, **sweep_scaling(trial.cfg.sweep))
+    else:
+        results = run_trial(trial.cfg, out, init=init, resume=resume, progress=False,
+                            callbacks=[*callbacks, tracking, RayReport()])
+    tune.report({**final_metrics(results), "ripu/skipped": 0})
