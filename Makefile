@@ -27,7 +27,8 @@ test-slow: $(STAMP)     ## only the long end-to-end tests
 test-e2e: $(STAMP)      ## the end-to-end tests CI runs besides `make test`
 	$(PY) -m pytest -q -m slow tests/test_pipeline.py::test_dvc_repro_end_to_end \
 	  tests/test_sweep.py::test_killed_trial_is_retried_and_matches_an_uninterrupted_run \
-	  tests/test_sweep.py::test_sweep_on_a_two_node_ray_cluster_with_a_failing_trial
+	  tests/test_sweep.py::test_sweep_on_a_two_node_ray_cluster_with_a_failing_trial \
+	  tests/test_interrupt.py
 
 bench: $(STAMP)         ## benchmarks with side-by-side ratios -> reports/bench.json
 	$(PY) -m benchmarks

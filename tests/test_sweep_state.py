@@ -1,0 +1,107 @@
+"""Where a trial stands (ripu.sweep.state) and the sweep's log lines (ripu.sweep.progress).
+
+Trial folders are written by hand; the runs live in a real SQLite MLflow store.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from ripu.engine.trainer import resume_hash
+from ripu.sweep.progress import start_line, trial_line
+from ripu.sweep.state import (
+    Plan,
+    committed,
+    final_metrics,
+    finished_results,
+    plan,
+    stored_run_id,
+)
+from ripu.tracking import Tracker, get_run
+from tests.conftest import tiny_config
+
+MIOU = 0.1875
+
+
+@pytest.fixture()
+def cfg(tmp_path):
+    return tiny_config(tmp_path / "data", tmp_path)
+
+
+def write_results(out: Path, cfg, miou: float = MIOU) -> dict:
+    results = {"resume_hash": resume_hash(cfg), "miou": miou, "iterations": 8,
+               "labelled_fraction": 0.05, "seconds": 12.5, "miou16": 0.2, "kind": "active"}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results))
+    return results
+
+
+def write_checkpoint(out: Path, config_hash: str) -> None:
+    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    torch.save({"config_hash": config_hash, "iteration": 4}, out / "checkpoints" / "last.pt")
+
+
+def trial_run(cfg, out: Path, *, miou: float | None, status: str | None):
+    """A trial's MLflow run (its id in the folder), with final/miou and a status if given."""
+    tracker = Tracker(cfg.tracking.uri, "state", run_name=out.name)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "mlflow_run_id.txt").write_text(tracker.run_id + "\n")
+    if miou is not None:
+        tracker.log_metrics({"final/miou": miou}, step=8)
+    if status is not None:
+        tracker.finish(status)
+    return get_run(cfg.tracking.uri, tracker.run_id)
+
+
+def test_plan_of_each_trial_state(cfg, tmp_path):
+    other = tiny_config(tmp_path / "data", tmp_path, seed=7)
+    start = tmp_path / "start"
+    assert plan(start, cfg, None) is Plan.START  # no folder at all
+
+    resume = tmp_path / "resume"
+    write_checkpoint(resume, resume_hash(cfg))
+    assert plan(resume, cfg, None) is Plan.RESUME
+    assert plan(resume, other, None) is Plan.START  # a checkpoint of another config
+
+    # results.json written, the run not committed: cut before, during or after its metrics
+    cut = tmp_path / "cut"
+    results = write_results(cut, cfg)
+    assert finished_results(cut, cfg) == results and finished_results(cut, other) is None
+    assert plan(cut, cfg, None) is Plan.COMMIT
+    for miou, status in ((None, None), (MIOU, None), (MIOU, "FAILED"), (MIOU, "KILLED"),
+                         (None, "FINISHED"), (0.25, "FINISHED")):
+        run = trial_run(cfg, tmp_path / f"run-{miou}-{status}", miou=miou, status=status)
+        assert not committed(results, run), (miou, status)
+        assert plan(cut, cfg, run) is Plan.COMMIT
+
+    done = trial_run(cfg, tmp_path / "done", miou=MIOU, status="FINISHED")
+    assert committed(results, done) and plan(cut, cfg, done) is Plan.DONE
+    assert plan(cut, other, done) is Plan.START  # results of another config count for nothing
+    assert stored_run_id(tmp_path / "done") == done.info.run_id
+    assert stored_run_id(start) is None
+    assert get_run(cfg.tracking.uri, "0" * 32) is None
+
+
+def test_final_metrics_reported_to_tune(cfg, tmp_path):
+    results = write_results(tmp_path / "t", cfg)
+    assert final_metrics(results) == {
+        "final/miou": MIOU, "final/miou16": 0.2, "final/labelled_fraction": 0.05,
+        "final/seconds": 12.5, "val/miou": MIOU, "val/miou16": 0.2, "iteration": 8}
+
+
+def test_log_lines():
+    assert start_line("synthetic", {"finished earlier": 10, "to commit": 1, "to resume": 0,
+                                    "to start": 25}) == (
+        "sweep synthetic: 36 trials, 10 finished earlier, 1 to commit, 25 to start")
+    assert start_line("e", {"to start": 0}) == "sweep e: 0 trials"
+    done = {"final/miou": 0.18874, "final/seconds": 54.24, "ripu/skipped": 0}
+    assert trial_line(12, 36, "active-ripu_region-b0.022-s0", done) == (
+        "[12/36] active-ripu_region-b0.022-s0: mIoU 18.87%, 54.2 s")
+    assert trial_line(3, 4, "lse-s1", {**done, "ripu/skipped": 1}) == (
+        "[3/4] lse-s1: mIoU 18.87%, 54.2 s (finished earlier)")
+    assert trial_line(4, 4, "t", {"iteration": 4}) == "[4/4] t: stopped"
+    assert trial_line(1, 2, "t", {}, error="RipuError: boom") == "[1/2] t: failed (RipuError: boom)"
