@@ -2,15 +2,14 @@
 
 Trial folders go to runs/<experiment name>/ (a persistent DVC output: an interrupted sweep
 resumes its trials); Ray Tune's own files to ray_results/. A line per finished trial goes to
-stdout. Ctrl-C (SIGINT) or SIGTERM stops Ray, its trials and the tracking server, then exits
-with status 130; the next `dvc repro` finishes what was left.
+stdout. Ctrl-C (SIGINT) stops Ray, its trials and the tracking server, then exits with
+status 130; the next `dvc repro` finishes what was left.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import signal
 import sys
 from pathlib import Path
 
@@ -21,17 +20,12 @@ from ripu.experiments import load_experiment
 from ripu.sweep import run_sweep
 
 
-def _interrupt(signum: int, frame) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def run(root: Path, cfg: Config) -> None:
     exp = load_experiment(cfg.sweep.experiment, cfg, root=root)
     if exp.name != cfg.tracking.experiment:
         raise ConfigError(f"{cfg.sweep.experiment}: name {exp.name!r} differs from "
                           f"tracking.experiment {cfg.tracking.experiment!r}; expected the same "
                           f"(the report and the DVC output runs/<name> use it)")
-    signal.signal(signal.SIGTERM, _interrupt)  # stop Ray and the server as Ctrl-C does
     results = run_sweep(cfg, cfg.sweep.experiment, init=root / WARMUP_MODEL,
                         out_dir=root / RUNS, progress=show_progress(),
                         storage=root / RAY_RESULTS)
