@@ -218,8 +218,8 @@ class Tracker:
     and files (artifacts, texts, figures) each keep their order. :meth:`flush` waits for
     them (``files=False``: values only) and raises a failed write's error; :meth:`finish`
     flushes everything before it sets the run's status, and so does the end of the process.
-    A figure may be given as a function that builds it, so that even building it happens in
-    the background. Without ``background`` every write is done before the call returns.
+    :meth:`log_file` takes a function that writes the file, so that even drawing it happens
+    in the background. Without ``background`` every write is done before the call returns.
     """
 
     def __init__(self, uri: str, experiment: str, *, run_name: str | None = None,
@@ -314,11 +314,9 @@ class Tracker:
         self._submit(self._files, "call", job)
 
     def log_figure(self, figure: Any, artifact_file: str) -> None:
-        """Log a matplotlib figure, or a function returning one (built in the background)."""
-        def job() -> None:
-            fig = figure() if callable(figure) else figure
-            _retry(lambda: self.client.log_figure(self.run_id, fig, artifact_file))
-        self._submit(self._files, "call", job)
+        """Log a matplotlib figure (drawn in the background, if any: do not change it)."""
+        self._submit(self._files, "call", lambda: _retry(
+            lambda: self.client.log_figure(self.run_id, figure, artifact_file)))
 
     def log_text(self, text: str, artifact_file: str) -> None:
         self._submit(self._files, "call", lambda: _retry(

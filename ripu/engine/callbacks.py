@@ -69,8 +69,8 @@ def trial_tags(cfg: Config) -> dict[str, str]:
 class TrackingCallback(Callback):
     """Log a trial to MLflow: params, tags, metrics with steps, figures and artifacts.
 
-    Writes run in the background (:class:`ripu.tracking.Tracker`), the selection contact
-    sheets and the confusion figure are rendered there too. Before each checkpoint is
+    Writes run in the background (:class:`ripu.tracking.Tracker`); the selection contact
+    sheets and the confusion image are drawn there too. Before each checkpoint is
     written, the values logged so far are flushed: a trial killed after a checkpoint keeps
     every value logged before it, and when resumed it logs the round files (and sheets) a
     killed run had not written yet. The run ends (``finish``) once everything is written.
@@ -164,7 +164,7 @@ class TrackingCallback(Callback):
         self.tracker.flush(files=False)
 
     def on_end(self, trainer: Trainer, results: dict[str, Any], result: EvalResult) -> None:
-        from ripu.plots import confusion_figure
+        from ripu.confusion_image import save_confusion_image
 
         metrics = {f"final/{k}": v for k, v in results.items()
                    if k.startswith("miou") or k in ("labelled_fraction", "seconds")}
@@ -173,8 +173,8 @@ class TrackingCallback(Callback):
         metrics["final/iterations"] = results["iterations"]
         self.tracker.log_metrics(metrics, step=results["iterations"])
         confusion, names = result.confusion.cpu().clone(), trainer.data["val"].class_names
-        self.tracker.log_figure(lambda: confusion_figure(confusion, names),
-                                "confusion_matrix.png")
+        self.tracker.log_file(lambda out: save_confusion_image(confusion, names, out),
+                              "confusion_matrix.png")
         self.tracker.log_artifact(trainer.out_dir / "results.json")
         if trainer.cfg.train.save_model:
             self.tracker.log_artifact(trainer.checkpoint_path, "checkpoint")
