@@ -3,7 +3,8 @@
 A :class:`Tracker` owns one MLflow run through an explicit ``MlflowClient`` (no global
 "active run" state, so trials in threads or processes never mix up runs). Writes to a SQLite
 store are retried on "database is locked", so several processes may share one store; sweeps
-put an MLflow server in front of it instead (see :func:`serve`).
+put an MLflow server in front of it instead (see :func:`serve`). A trial's tracker writes in
+the background (``Tracker(..., background=True)``), so that training never waits for the store.
 """
 
 from __future__ import annotations
