@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -13,10 +14,15 @@ import numpy as np
 import torch
 
 from ripu.data import SegmentationDataset
-from ripu.data.sampling import draw_class_balanced
+from ripu.data.sampling import SubEpochDraws, check_balance_rule, draw_class_balanced
 from ripu.engine.schedule import generator
 
 IGNORE = 255
+
+
+def _sub_epoch_generator(seed: int, sub_epoch: int) -> torch.Generator:
+    """The generator of source sub-epoch ``sub_epoch`` (authors' draw rule; stream 3)."""
+    return generator(seed, sub_epoch, 3)
 
 
 @dataclass
@@ -34,10 +40,14 @@ class TargetLabels:
 class IterationBatches(torch.utils.data.Dataset):
     """Item ``it``: ``{"source": {...} | None, "target": {...} | None}`` for iteration ``it``.
 
-    Source items: random (optionally class-balanced) images with the dataset's random
-    augmentation drawn from the iteration's generator. Target items: labels masked to the
-    labelled pixels, plus a ``pseudo`` map when pseudo-labels are given, flipped together
-    with the image.
+    Source items: random (optionally class-balanced by ``balance_rule``, see
+    :mod:`ripu.data.sampling`) images with the dataset's random augmentation drawn from the
+    iteration's generator. Target items: labels masked to the labelled pixels, plus a
+    ``pseudo`` map when pseudo-labels are given, flipped together with the image. A target
+    label or mask at another size than the image (selection at label resolution) is first
+    resized to the image's size by the target transform's rule (``label_to``: PIL NEAREST
+    under ``pil_bicubic``, as the authors' ``Resize`` of label and mask,
+    BIT-DA/RIPU core/datasets/transform.py:69 with core/datasets/cityscapes.py:264-270).
 
     Shape:
         source image (Ns, 3, Hs, Ws), label (Ns, Hs, Ws); target image (Nt, 3, Ht, Wt),
@@ -48,19 +58,25 @@ class IterationBatches(torch.utils.data.Dataset):
                  batch_source: int = 0, class_lists: Mapping[int, list[int]] | None = None,
                  target: SegmentationDataset | None = None, batch_target: int = 0,
                  target_labels: TargetLabels | None = None, flip: bool = True,
-                 length: int = 2**62) -> None:
+                 length: int = 2**62, balance_rule: str = "uniform") -> None:
         self.seed, self.length = seed, length
         self.source, self.batch_source, self.class_lists = source, batch_source, class_lists
         self.target, self.batch_target = target, batch_target
         self.target_labels = target_labels or TargetLabels()
         self.flip = flip
+        self.balance_rule = check_balance_rule(balance_rule)
+        self._draws = (SubEpochDraws(class_lists, functools.partial(_sub_epoch_generator, seed))
+                       if class_lists and balance_rule == "authors" else None)
 
     def __len__(self) -> int:
         return self.length
 
     def _source(self, it: int) -> dict[str, torch.Tensor]:
         g = generator(self.seed, it, 1)
-        if self.class_lists:
+        if self._draws is not None:
+            first = it * self.batch_source
+            idx = [self._draws(first + b) for b in range(self.batch_source)]
+        elif self.class_lists:
             idx = draw_class_balanced(self.class_lists, self.batch_source, g)
         else:
             idx = torch.randint(len(self.source), (self.batch_source,), generator=g).tolist()
@@ -80,12 +96,22 @@ class IterationBatches(torch.utils.data.Dataset):
         for i in idx:
             item = self.target[i]
             image, label = item["image"], item["label"]
+            size = (image.shape[-1], image.shape[-2])
+            if label.shape != image.shape[-2:]:
+                label = torch.from_numpy(self.target.transform.label_to(
+                    label.numpy().astype(np.uint8), size)).long()
             if self.target_labels.labelled is not None:
-                mask = torch.from_numpy(self.target_labels.labelled[item["id"]])
+                mask = self.target_labels.labelled[item["id"]]
+                if mask.shape != image.shape[-2:]:
+                    mask = self.target.transform.label_to(mask, size)
+                mask = torch.from_numpy(np.ascontiguousarray(mask))
                 label = torch.where(mask, label, torch.full_like(label, IGNORE))
             pseudo = torch.full_like(label, IGNORE)
             if self.target_labels.pseudo is not None and item["id"] in self.target_labels.pseudo:
-                pseudo = torch.from_numpy(self.target_labels.pseudo[item["id"]]).long()
+                pseudo_map = self.target_labels.pseudo[item["id"]]
+                if pseudo_map.shape != image.shape[-2:]:
+                    pseudo_map = self.target.transform.label_to(pseudo_map, size)
+                pseudo = torch.from_numpy(np.ascontiguousarray(pseudo_map)).long()
             if self.flip and bool(torch.rand(1, generator=g) < 0.5):
                 image, label, pseudo = image.flip(-1), label.flip(-1), pseudo.flip(-1)
             images.append(image)

@@ -194,7 +194,8 @@ class Trainer:
             class_lists=self.class_lists,
             target=(target or self.data["target"]) if use_target else None,
             batch_target=cfg.optim.batch_target if use_target else 0,
-            target_labels=target_labels or self.target_labels(), flip=cfg.data.flip)
+            target_labels=target_labels or self.target_labels(), flip=cfg.data.flip,
+            balance_rule=cfg.data.class_balance_rule)
 
     def save_checkpoint(self) -> Path:
         if not self.is_main:
