@@ -64,6 +64,7 @@ class DataConfig:
     flip: bool = True
     class_balance: bool = True
     class_balance_rule: Literal["uniform", "authors"] = "uniform"  # draw rule (ripu.data.sampling)
+    order: Literal["random", "epochs"] = "random"  # unbalanced draws: independent or shuffled passes
     resize: Literal["cv2_linear", "pil_bicubic"] = "cv2_linear"  # resize rule (ripu.data.transforms)
     workers: int = _f(0, lo=0)
 
@@ -74,6 +75,7 @@ class ModelConfig:
     backbone: Literal["resnet101", "resnet50"] = "resnet101"
     pretrained: str | None = None  # local file of ImageNet ResNet weights
     freeze_bn: bool = True
+    bn_batch_stats: bool = False  # with freeze_bn: BN normalises with batch statistics in training
 
 
 @dataclass(frozen=True)

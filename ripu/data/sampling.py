@@ -213,9 +213,12 @@ def draw_class_balanced(class_lists: Mapping[int, Sequence[int]], n: int,
 
 
 class SubEpochDraws:
-    """Slot ``j`` (0, 1, ...) of a run under the authors' rule: draw ``j % SUB_EPOCH`` of
-    sub-epoch ``j // SUB_EPOCH``, whose draws come from ``make_generator(sub_epoch)`` only
-    (so batch ``it`` depends on the seed and ``it`` alone). The current sub-epoch is cached.
+    """Slot ``j`` (0, 1, ...) of a run under the authors' rule: item ``j % SUB_EPOCH`` of
+    sub-epoch ``j // SUB_EPOCH``, whose draws, then shuffled, come from
+    ``make_generator(sub_epoch)`` only (so batch ``it`` depends on the seed and ``it``
+    alone). The authors shuffle the whole list of draws (``DataLoader(shuffle=True)``,
+    BIT-DA/RIPU train.py:68); shuffling within each sub-epoch keeps runs resumable. The
+    current sub-epoch is cached.
     """
 
     def __init__(self, class_lists: Mapping[int, Sequence[int]],
@@ -227,8 +230,10 @@ class SubEpochDraws:
     def __call__(self, slot: int) -> int:
         sub, k = divmod(int(slot), SUB_EPOCH)
         if self._cached is None or self._cached[0] != sub:
-            self._cached = (sub, _draw_adaptive(self.class_lists, SUB_EPOCH,
-                                                self.make_generator(sub)))
+            g = self.make_generator(sub)
+            draws = _draw_adaptive(self.class_lists, SUB_EPOCH, g)
+            order = torch.randperm(SUB_EPOCH, generator=g).tolist()
+            self._cached = (sub, [draws[i] for i in order])
         return self._cached[1][k]
 
 

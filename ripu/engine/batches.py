@@ -16,8 +16,10 @@ import torch
 from ripu.data import SegmentationDataset
 from ripu.data.sampling import SubEpochDraws, check_balance_rule, draw_class_balanced
 from ripu.engine.schedule import generator
+from ripu.errors import RipuError
 
 IGNORE = 255
+ORDERS = ("random", "epochs")
 
 
 def _sub_epoch_generator(seed: int, sub_epoch: int) -> torch.Generator:
@@ -40,7 +42,11 @@ class TargetLabels:
 class IterationBatches(torch.utils.data.Dataset):
     """Item ``it``: ``{"source": {...} | None, "target": {...} | None}`` for iteration ``it``.
 
-    Source items: random (optionally class-balanced by ``balance_rule``, see
+    Images are drawn independently (``order="random"``) or in shuffled passes without
+    replacement counted from iteration ``first`` (``order="epochs"``: the authors'
+    ``DataLoader(shuffle=True)`` over a repeated list, BIT-DA/RIPU train.py:68-71 with
+    core/datasets/cityscapes.py:82-83, MNaseerSubhani/LSE data/__init__.py:21 and :43).
+    Source items: random (or class-balanced by ``balance_rule``, see
     :mod:`ripu.data.sampling`) images with the dataset's random augmentation drawn from the
     iteration's generator. Target items: labels masked to the labelled pixels, plus a
     ``pseudo`` map when pseudo-labels are given, flipped together with the image. A target
@@ -58,18 +64,40 @@ class IterationBatches(torch.utils.data.Dataset):
                  batch_source: int = 0, class_lists: Mapping[int, list[int]] | None = None,
                  target: SegmentationDataset | None = None, batch_target: int = 0,
                  target_labels: TargetLabels | None = None, flip: bool = True,
-                 length: int = 2**62, balance_rule: str = "uniform") -> None:
-        self.seed, self.length = seed, length
+                 length: int = 2**62, balance_rule: str = "uniform", order: str = "random",
+                 first: int = 0) -> None:
+        if order not in ORDERS:
+            raise RipuError(f"draw order {order!r}: expected one of {', '.join(ORDERS)}")
+        self.seed, self.length, self.order, self.first = seed, length, order, first
         self.source, self.batch_source, self.class_lists = source, batch_source, class_lists
         self.target, self.batch_target = target, batch_target
         self.target_labels = target_labels or TargetLabels()
         self.flip = flip
         self.balance_rule = check_balance_rule(balance_rule)
+        self._passes: dict[int, tuple[int, list[int]]] = {}
         self._draws = (SubEpochDraws(class_lists, functools.partial(_sub_epoch_generator, seed))
                        if class_lists and balance_rule == "authors" else None)
 
     def __len__(self) -> int:
         return self.length
+
+    def _indices(self, it: int, size: int, batch: int, stream: int,
+                 g: torch.Generator) -> list[int]:
+        """``batch`` indices into ``size`` images for iteration ``it``: independent uniform
+        draws from ``g`` (order ``random``), or slots ``(it - first) * batch + b`` of
+        consecutive shuffled passes, pass ``e`` a permutation from ``(seed, first, e,
+        stream)`` (order ``epochs``)."""
+        if self.order == "random":
+            return torch.randint(size, (batch,), generator=g).tolist()
+        out = []
+        for slot in range((it - self.first) * batch, (it - self.first + 1) * batch):
+            epoch, k = divmod(slot, size)
+            if self._passes.get(stream, (None,))[0] != epoch:
+                perm = torch.randperm(size, generator=generator(self.seed, self.first, epoch,
+                                                                stream)).tolist()
+                self._passes[stream] = (epoch, perm)
+            out.append(self._passes[stream][1][k])
+        return out
 
     def _source(self, it: int) -> dict[str, torch.Tensor]:
         g = generator(self.seed, it, 1)
@@ -79,7 +107,7 @@ class IterationBatches(torch.utils.data.Dataset):
         elif self.class_lists:
             idx = draw_class_balanced(self.class_lists, self.batch_source, g)
         else:
-            idx = torch.randint(len(self.source), (self.batch_source,), generator=g).tolist()
+            idx = self._indices(it, len(self.source), self.batch_source, 4, g)
         images, labels = [], []
         for i in idx:
             image, label = self.source.transform(self.source.read_image(i),
@@ -91,7 +119,7 @@ class IterationBatches(torch.utils.data.Dataset):
 
     def _target(self, it: int) -> dict[str, torch.Tensor]:
         g = generator(self.seed, it, 2)
-        idx = torch.randint(len(self.target), (self.batch_target,), generator=g).tolist()
+        idx = self._indices(it, len(self.target), self.batch_target, 5, g)
         images, labels, pseudos = [], [], []
         for i in idx:
             item = self.target[i]

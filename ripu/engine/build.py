@@ -75,4 +75,5 @@ def build_model_from(cfg: Config, device: torch.device) -> torch.nn.Module:
     m = cfg.model
     pretrained = Path(m.pretrained) if m.pretrained else None
     return build_model(m.arch, cfg.data.num_classes, backbone=m.backbone, pretrained=pretrained,
-                       freeze_bn=m.freeze_bn, seed=cfg.seed).to(device)
+                       freeze_bn=m.freeze_bn, bn_batch_stats=m.bn_batch_stats,
+                       seed=cfg.seed).to(device)
