@@ -40,7 +40,7 @@ def resize_image(image: np.ndarray, size: tuple[int, int], rule: str) -> np.ndar
     if image.shape[1::-1] == tuple(size):
         return image
     if check_rule(rule) == "pil_bicubic":
-        return np.asarray(Image.fromarray(image).resize(tuple(size), Image.BICUBIC))
+        return np.array(Image.fromarray(image).resize(tuple(size), Image.BICUBIC))
     return cv2.resize(image, tuple(size), interpolation=cv2.INTER_LINEAR)
 
 
@@ -56,7 +56,7 @@ def resize_label(label: np.ndarray, size: tuple[int, int], rule: str) -> np.ndar
     dtype = label.dtype
     data = label.astype(np.uint8) if dtype == bool else label
     if check_rule(rule) == "pil_bicubic":
-        out = np.asarray(Image.fromarray(data).resize(tuple(size), Image.NEAREST))
+        out = np.array(Image.fromarray(data).resize(tuple(size), Image.NEAREST))
     else:
         out = cv2.resize(data, tuple(size), interpolation=cv2.INTER_NEAREST)
     return out.astype(dtype, copy=False)
