@@ -290,3 +290,20 @@ def test_checkpoint_of_another_arch_errors(tmp_path, models):
     torch.save({"model": models["small"].state_dict()}, path)
     with pytest.raises(RipuError, match=r"small\.pt does not fit.*deeplabv3plus checkpoint"):
         build_model("deeplabv3plus", NUM_CLASSES, backbone="resnet50", pretrained=path)
+
+
+def test_batchnorm_with_batch_statistics_and_frozen_affine():
+    """LSE's DeepLab: BN affine parameters frozen, the layers in train mode (batch
+    statistics, running statistics updated); plain freezing keeps them in eval mode."""
+    model = build_model("small", NUM_CLASSES, freeze_bn=True, bn_batch_stats=True)
+    bns = list(model.batchnorms())
+    assert bns and all(not p.requires_grad for bn in bns for p in bn.parameters())
+    model.train()
+    assert all(bn.training for bn in bns)
+    before = bns[0].running_mean.clone()
+    model(torch.randn(2, 3, 32, 32))
+    assert not torch.equal(bns[0].running_mean, before)
+    model.eval()
+    assert not any(bn.training for bn in bns)
+    frozen = build_model("small", NUM_CLASSES, freeze_bn=True).train()
+    assert not any(bn.training for bn in frozen.batchnorms())
