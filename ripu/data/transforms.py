@@ -54,7 +54,7 @@ def resize_label(label: np.ndarray, size: tuple[int, int], rule: str) -> np.ndar
     if label.shape[1::-1] == tuple(size):
         return label
     dtype = label.dtype
-    data = label.astype(np.uint8) if dtype == bool else label
+    data = label.astype(np.uint8) if dtype == np.bool_ else label
     if check_rule(rule) == "pil_bicubic":
         out = np.array(Image.fromarray(data).resize(tuple(size), Image.NEAREST))
     else:

@@ -15,6 +15,8 @@ from PIL import Image
 from ripu.acquisition import Budget, LabelState, select_round, units_for_round
 from ripu.data import CITYSCAPES_TO_TRAIN, CityscapesDataset, SegTransform
 from ripu.engine.batches import IterationBatches, TargetLabels
+from ripu.engine.trainer import run_trial
+from tests.conftest import tiny_config
 from tests.data.layouts import write_cityscapes
 
 FULL = (1024, 2048)  # (H, W) of a Cityscapes label
@@ -121,3 +123,25 @@ def test_masks_map_to_the_training_size_with_pil_nearest(tmp_path: Path):
     pair = Image.fromarray(np.stack([mapped.astype(np.uint8), mask_values], axis=2))
     authors = np.asarray(pair.resize((4, 2), Image.NEAREST))[..., 1]
     np.testing.assert_array_equal(got, authors)
+
+
+@pytest.mark.parametrize("strategy", ["ripu_region", "ripu_point"])
+def test_trial_with_the_paper_settings_selects_at_label_size(tiny_data, tmp_path, strategy):
+    """A whole active trial with the paper files' fidelity settings: labels 64x32, training
+    and evaluation inputs 32x16, selection on the 64x32 labels."""
+    cfg = tiny_config(tiny_data, tmp_path, **{
+        "train.kind": "active", "active.strategy": strategy, "active.points": 4,
+        "data.target_size": [32, 16], "data.eval_size": [32, 16], "data.source_size": [32, 16],
+        "active.select_size": "label", "data.resize": "pil_bicubic", "data.flip": False,
+        "data.class_balance_rule": "authors", "data.order": "epochs", "train.eval_flip": True})
+    res = run_trial(cfg, tmp_path / "t", progress=False, callbacks=[])
+    assert 0.0 <= res["miou"] <= 1.0
+    state = LabelState.load(tmp_path / "t" / "masks" / "round_1.npz")
+    masks = state.masks_for(state.ids)
+    assert {m.shape for m in masks.values()} == {(32, 64)}
+    if strategy == "ripu_point":
+        # ceil(4 / 2 rounds x (64 x 32) / (32 x 16)) = 8 points a round, one pixel each.
+        assert [int(m.sum()) for m in masks.values()] == [16] * len(masks)
+    else:
+        # ceil(32 x 64 x 0.05 / 2 / 9) = 6 regions a round of at most 9 pixels each.
+        assert all(0 < m.sum() <= 2 * 6 * 9 for m in masks.values())

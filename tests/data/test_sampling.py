@@ -10,7 +10,13 @@ import pytest
 import torch
 
 from ripu.data import ClassBalancedSampler, GTA5Dataset, class_image_lists
-from ripu.data.sampling import classes_present
+from ripu.data.sampling import (
+    SUB_EPOCH,
+    SubEpochDraws,
+    adaptive_weights,
+    classes_present,
+    draw_class_balanced,
+)
 from ripu.errors import RipuError
 from tests.data.layouts import write_gta5
 
@@ -139,8 +145,6 @@ def test_sampler_bad_input():
 
 def test_adaptive_weights_hand_computed():
     """1 / log(1.01 + f_c), normalised (BIT-DA/RIPU core/datasets/gtav.py:42-47)."""
-    from ripu.data.sampling import adaptive_weights
-
     every = np.ones(3, bool)
     np.testing.assert_allclose(adaptive_weights(np.zeros(3), every), [1 / 3] * 3)
     # f = (0.25, 0.25, 0.5): 1/log(1.26) = 4.326912, 1/log(1.51) = 2.426539.
@@ -153,8 +157,6 @@ def test_adaptive_weights_hand_computed():
 
 
 def test_authors_rule_balances_classes_and_cycles_lists():
-    from ripu.data.sampling import SUB_EPOCH, draw_class_balanced
-
     lists = {0: [0, 1, 2], 1: [3], 2: []}
     drawn = draw_class_balanced(lists, 600, torch.Generator().manual_seed(0), rule="authors")
     counts = Counter(drawn)
@@ -170,8 +172,6 @@ def test_authors_rule_balances_classes_and_cycles_lists():
 
 
 def test_sub_epoch_draws_depend_on_the_sub_epoch_only():
-    from ripu.data.sampling import SUB_EPOCH, SubEpochDraws
-
     lists = {0: [0, 1], 1: [2, 3, 4], 2: [5]}
 
     def make(sub: int) -> torch.Generator:
@@ -185,8 +185,6 @@ def test_sub_epoch_draws_depend_on_the_sub_epoch_only():
 
 
 def test_sampler_and_batches_share_the_rule():
-    from ripu.data.sampling import draw_class_balanced
-
     lists = {0: [0, 1, 2], 1: [3]}
     sampler = ClassBalancedSampler(lists, 50, generator=torch.Generator().manual_seed(5),
                                    rule="authors")
