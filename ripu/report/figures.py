@@ -170,7 +170,7 @@ def labelled_classes_figure(shares: pd.DataFrame, experiment: str) -> Figure:
     clipped at ±3; grey where the target has no such pixel)."""
     wide = shares.pivot_table(index="group", columns="class", values="share", sort=False)
     rows, cols = list(wide.index), list(wide.columns)
-    fig = Figure(figsize=(3.0 + 0.62 * max(len(cols), 4), 1.8 + 0.42 * max(len(rows), 1)),
+    fig = Figure(figsize=(3.0 + 0.62 * max(len(cols), 7), 2.0 + 0.42 * max(len(rows), 1)),
                  layout="constrained")
     if not rows:
         return _empty(fig, "no labelled_px/<class> metrics were logged")
@@ -196,8 +196,9 @@ def labelled_classes_figure(shares: pd.DataFrame, experiment: str) -> Figure:
         ax.axhline(rows.index(TARGET_GROUP) + 0.5, color="black", linewidth=2)
     _annotate(ax, np.char.mod("%.1f", 100 * values),
               np.abs(np.nan_to_num(colour - (vmin + vmax) / 2)) > 0.6 * (vmax - vmin) / 2)
-    ax.set_title(f"{experiment}: class shares (%) of the labelled target pixels, summed over "
-                 "rounds and seeds,\nagainst the target's own shares", fontsize=10)
+    ax.set_title(f"{experiment}: class shares (%) of the labelled target pixels\n"
+                 "summed over rounds and seeds; colour: against the target's share",
+                 fontsize=10)
     return fig
 
 
