@@ -10,11 +10,10 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import torch
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
@@ -25,6 +24,9 @@ from ripu.kinds import get_kind, kind_names
 from ripu.report.classes import TARGET_GROUP
 from ripu.report.names import display_name
 from ripu.report.tables import iou_columns
+
+if TYPE_CHECKING:
+    import torch
 
 _NORMALIZE = ("true", "pred", "all", "none")
 # Line styles of the selecting kinds' curves, colours and styles of the reference kinds'
@@ -214,8 +216,7 @@ def normalize_confusion(conf: torch.Tensor | np.ndarray, normalize: str = "true"
     """
     if normalize not in _NORMALIZE:
         raise RipuError(f"normalize must be one of {list(_NORMALIZE)}, got {normalize!r}")
-    m = (conf.cpu().numpy() if isinstance(conf, torch.Tensor) else np.asarray(conf))
-    m = m.astype(np.float64)
+    m = np.asarray(conf.cpu() if hasattr(conf, "cpu") else conf, dtype=np.float64)  # tensor
     if normalize == "none":
         return m
     denom = {"true": m.sum(1, keepdims=True), "pred": m.sum(0, keepdims=True),
