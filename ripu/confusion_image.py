@@ -1,23 +1,43 @@
-"""The confusion-matrix heat map as an RGB image drawn with PIL: tens of milliseconds where
-the matplotlib figure (:func:`ripu.plots.confusion_figure`) takes seconds, so trials log it
-at their end without delaying anything."""
+"""The confusion matrix normalised, and drawn as an RGB heat map with PIL: tens of
+milliseconds where the matplotlib figure (:func:`ripu.report.figures.confusion_figure`)
+takes seconds, so trials log it at their end without delaying anything."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from ripu.errors import RipuError
 from ripu.io import atomic_path
-from ripu.plots import normalize_confusion
+
+if TYPE_CHECKING:
+    import torch
 
 CELL = 30  # pixels per matrix cell
 LOW = np.array([247, 251, 255], dtype=np.float64)  # colour of 0 (matplotlib's "Blues" ends)
 HIGH = np.array([8, 48, 107], dtype=np.float64)  # colour of the maximum
+_NORMALIZE = ("true", "pred", "all", "none")
+
+
+def normalize_confusion(conf: torch.Tensor | np.ndarray, normalize: str = "true") -> np.ndarray:
+    """Normalise a confusion matrix: ``"true"`` rows (recall per class), ``"pred"`` columns
+    (precision), ``"all"`` the total, ``"none"`` raw counts. Empty rows/columns give 0.
+
+    Shape:
+        ``(C, C)`` -> ``(C, C)`` float64
+    """
+    if normalize not in _NORMALIZE:
+        raise RipuError(f"normalize must be one of {list(_NORMALIZE)}, got {normalize!r}")
+    m = np.asarray(conf.cpu() if hasattr(conf, "cpu") else conf, dtype=np.float64)  # tensor
+    if normalize == "none":
+        return m
+    denom = {"true": m.sum(1, keepdims=True), "pred": m.sum(0, keepdims=True),
+             "all": np.array(m.sum())}[normalize]
+    return np.divide(m, denom, out=np.zeros_like(m), where=denom > 0)
 
 
 def _font(size: int) -> ImageFont.ImageFont:
