@@ -128,3 +128,20 @@ def test_sigkilled_trial_keeps_values_logged_before_its_last_checkpoint(tiny_dat
     sheets = {a.path for a in client.list_artifacts(run_id, "selection")}
     assert sheets == {"selection/round_0.png", "selection/round_1.png"}
     assert json.loads((out / "results.json").read_text())["iterations"] == 60
+
+
+def test_resumed_run_logs_the_round_files_it_lacks(tiny_data, tmp_path):
+    # trained untracked to the end (2 rounds), then resumed with tracking: the new run gets
+    # both round files and their contact sheets from the trial folder
+    cfg = tiny_config(tiny_data, tmp_path)
+    out = tmp_path / "t"
+    run_trial(cfg, out, progress=False, callbacks=[])
+    tracking = TrackingCallback.for_trial(cfg, out, resume=True)
+    run_trial(cfg, out, resume=True, progress=False, callbacks=[tracking])
+    client = MlflowClient(cfg.tracking.uri)
+    run_id = tracking.tracker.run_id
+    assert {a.path for a in client.list_artifacts(run_id, "masks")} == {
+        "masks/round_0.npz", "masks/round_1.npz"}
+    assert {a.path for a in client.list_artifacts(run_id, "selection")} == {
+        "selection/round_0.png", "selection/round_1.png"}
+    assert client.get_run(run_id).info.status == "FINISHED"
