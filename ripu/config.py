@@ -242,7 +242,7 @@ class Config:
 # ----------------------------------------------------------------------------- errors
 
 _SCALARS = {type(None): "null", int: "an integer", float: "a number", bool: "true or false",
-            str: "a string"}
+            str: "a string", dict: "a mapping"}
 _BOUNDS = ("greater_than", "greater_than_equal", "less_than", "less_than_equal")
 
 
