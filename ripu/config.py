@@ -12,7 +12,6 @@ ones), so loading a config imports no torch.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import json
 import types
@@ -243,7 +242,6 @@ class Config:
 
 _SCALARS = {type(None): "null", int: "an integer", float: "a number", bool: "true or false",
             str: "a string", dict: "a mapping"}
-_BOUNDS = ("greater_than", "greater_than_equal", "less_than", "less_than_equal")
 
 
 def _strip(tp: Any) -> Any:
@@ -316,22 +314,17 @@ def _message(err: Any, cls: type, prefix: str) -> str:
     value = err["input"]
     if info is not None and info.description:
         return f"{path}: expected {info.description}, got {value!r}"
-    if kind in _BOUNDS and info is not None:
+    if kind.startswith(("greater_than", "less_than")) and info is not None:
         value = float(value) if _strip(tp) is float else value
         return f"{path}: {value!r} is out of range, expected a value in {_interval(info.metadata)}"
     return f"{path}: expected {_expected(tp)}, got {value!r}"
-
-
-@functools.cache
-def _adapter(cls: type) -> TypeAdapter:
-    return TypeAdapter(cls)
 
 
 def validated(cls: type[T], raw: Any, prefix: str = "") -> T:
     """``raw`` (parsed YAML) as a ``cls``; ConfigError naming the first wrong key (its path
     below ``prefix``) and what was expected. Unknown keys are reported first."""
     try:
-        return _adapter(cls).validate_python(raw)
+        return TypeAdapter(cls).validate_python(raw)
     except ValidationError as exc:
         first = min(exc.errors(), key=lambda e: e["type"] != "unexpected_keyword_argument")
         raise ConfigError(_message(first, cls, prefix)) from None
