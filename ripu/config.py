@@ -99,6 +99,9 @@ class DataConfig:
     crop: Size | None = None  # (W, H) random crop after resize
     flip: Bool = True
     class_balance: Bool = True
+    class_balance_rule: Literal["uniform", "authors"] = "uniform"  # draw rule (ripu.data.sampling)
+    order: Literal["random", "epochs"] = "random"  # unbalanced draws: independent or shuffled passes
+    resize: Literal["cv2_linear", "pil_bicubic"] = "cv2_linear"  # resize rule (ripu.data.transforms)
     workers: NonNegInt = 0
 
 
@@ -108,6 +111,7 @@ class ModelConfig:
     backbone: Backbone = "resnet101"
     pretrained: Str | None = None  # local file of ImageNet ResNet weights
     freeze_bn: Bool = True
+    bn_batch_stats: Bool = False  # with freeze_bn: BN normalises with batch statistics in training
 
 
 @section
@@ -151,6 +155,7 @@ class ActiveConfig:
     round_at: list[Float] = Field(  # fractions of optim.iters
         default_factory=lambda: [0.25, 0.30, 0.35, 0.40, 0.45])
     batch_size: PosInt = 4  # inference batch for selection
+    select_size: Literal["train", "label"] = "train"  # score at data.target_size or label size
 
     def __post_init__(self) -> None:
         if len(self.round_at) != self.rounds:
