@@ -301,7 +301,8 @@ def _locate(cls: type, loc: tuple) -> tuple[Any, Any, Any]:
 
 
 def _message(err: Any, cls: type, prefix: str) -> str:
-    """One pydantic error as ``<key path>: <what is wrong>, expected <what>``."""
+    """One pydantic error as ``<key path>: <what is wrong>, expected <what>``. A field's
+    ``description`` (``Field(description=...)``), where given, is what it expects."""
     kind, loc = err["type"], tuple(err["loc"])
     if kind == "missing" and loc and isinstance(loc[-1], int):  # a list too short for a tuple
         loc = loc[:-1]
