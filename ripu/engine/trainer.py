@@ -185,8 +185,9 @@ class Trainer:
         return TargetLabels(labelled=None)
 
     def batches(self, target: torch.utils.data.Dataset | None = None,
-                target_labels: TargetLabels | None = None) -> IterationBatches:
-        """The iteration-indexed batches for this trial's kind."""
+                target_labels: TargetLabels | None = None, first: int = 0) -> IterationBatches:
+        """The iteration-indexed batches for this trial's kind (passes of ``data.order:
+        epochs`` counted from iteration ``first``)."""
         cfg, kind = self.cfg, self.cfg.train.kind
         use_target = kind != "source_only"
         return IterationBatches(
@@ -194,7 +195,8 @@ class Trainer:
             class_lists=self.class_lists,
             target=(target or self.data["target"]) if use_target else None,
             batch_target=cfg.optim.batch_target if use_target else 0,
-            target_labels=target_labels or self.target_labels(), flip=cfg.data.flip)
+            target_labels=target_labels or self.target_labels(), flip=cfg.data.flip,
+            balance_rule=cfg.data.class_balance_rule, order=cfg.data.order, first=first)
 
     def save_checkpoint(self) -> Path:
         if not self.is_main:
@@ -207,6 +209,7 @@ class Trainer:
             "seconds": self.seconds, "torch_rng": torch.get_rng_state(),
             "pseudo": {k: torch.from_numpy(v) for k, v in (self.pseudo or {}).items()},
         }
+        self.callbacks.on_before_checkpoint(self, self.checkpoint_path)
         with atomic_path(self.checkpoint_path) as tmp:
             torch.save(ckpt, tmp)
         self.callbacks.on_checkpoint(self, self.checkpoint_path)
