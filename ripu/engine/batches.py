@@ -14,7 +14,7 @@ import torch
 
 from ripu.data import SegmentationDataset
 from ripu.data.sampling import draw_class_balanced
-from ripu.engine.schedule import generator
+from ripu.seeding import seeded_generator
 
 IGNORE = 255
 
@@ -59,7 +59,7 @@ class IterationBatches(torch.utils.data.Dataset):
         return self.length
 
     def _source(self, it: int) -> dict[str, torch.Tensor]:
-        g = generator(self.seed, it, 1)
+        g = seeded_generator(self.seed, it, 1)
         if self.class_lists:
             idx = draw_class_balanced(self.class_lists, self.batch_source, g)
         else:
@@ -74,7 +74,7 @@ class IterationBatches(torch.utils.data.Dataset):
                 "index": torch.tensor(idx)}
 
     def _target(self, it: int) -> dict[str, torch.Tensor]:
-        g = generator(self.seed, it, 2)
+        g = seeded_generator(self.seed, it, 2)
         idx = torch.randint(len(self.target), (self.batch_target,), generator=g).tolist()
         images, labels, pseudos = [], [], []
         for i in idx:
