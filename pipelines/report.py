@@ -11,15 +11,15 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from pipelines.common import load_params
+from ripu.errors import RipuError
+from ripu.report import build_report
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def main(root: Path = ROOT) -> int:
     """Build the report for the params file in ``root``; 2 on bad input (one line on stderr)."""
-    from pipelines.common import load_params
-    from ripu.errors import RipuError
-    from ripu.report import build_report
-
     try:
         cfg = load_params(root)
         info = build_report(cfg.tracking.uri, experiment=cfg.tracking.experiment,

@@ -11,12 +11,11 @@ from pathlib import Path
 from pipelines.common import RAY_RESULTS, RUNS, WARMUP_MODEL, main, show_progress
 from ripu.config import Config
 from ripu.errors import ConfigError
+from ripu.experiments import load_experiment
+from ripu.sweep import run_sweep
 
 
 def run(root: Path, cfg: Config) -> None:
-    from ripu.experiments import load_experiment
-    from ripu.sweep import run_sweep
-
     exp = load_experiment(cfg.sweep.experiment, cfg, root=root)
     if exp.name != cfg.tracking.experiment:
         raise ConfigError(f"{cfg.sweep.experiment}: name {exp.name!r} differs from "

@@ -73,7 +73,7 @@ class RayReport(Callback):
 
 def finished_results(out: Path, cfg: Config) -> dict[str, Any] | None:
     """The stored results of a trial folder when they were produced by this exact config."""
-    from ripu.engine.trainer import resume_hash
+    from ripu.trial import trial_config_hash as resume_hash
 
     path = Path(out) / "results.json"
     try:
@@ -89,7 +89,7 @@ def can_resume(out: Path, cfg: Config) -> bool:
     """True when ``out`` holds a checkpoint written with this config (resume from it)."""
     import torch
 
-    from ripu.engine.trainer import resume_hash
+    from ripu.trial import trial_config_hash as resume_hash
 
     path = Path(out) / "checkpoints" / "last.pt"
     if not path.is_file():
@@ -104,7 +104,7 @@ def can_resume(out: Path, cfg: Config) -> bool:
 def same_config(out: Path, cfg: Config) -> bool:
     """True when ``out``/config.yaml (written as each attempt starts) is this config's."""
     from ripu.config import load_config
-    from ripu.engine.trainer import resume_hash
+    from ripu.trial import trial_config_hash as resume_hash
 
     try:
         return resume_hash(load_config(Path(out) / "config.yaml")) == resume_hash(cfg)
@@ -198,7 +198,7 @@ def _revision() -> str:
 
 def _parent_run(uri: str, exp: Experiment, out_root: Path, known: set[str], info: dict):
     """Create, or continue, the sweep's parent run; record its id in the trial-folder root."""
-    from ripu.engine.trainer import resume_hash
+    from ripu.trial import trial_config_hash as resume_hash
     from ripu.tracking import Tracker, experiment_id
 
     experiment_id(uri, exp.name)

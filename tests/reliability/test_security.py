@@ -192,7 +192,8 @@ def test_weights_only_unpickling_is_real(tmp_path):
 
 
 def test_no_loader_runs_code_from_a_checkpoint(tiny_data, tmp_path):
-    from ripu.engine.trainer import load_weights, run_trial
+    from ripu.engine.checkpoint import load_weights
+    from ripu.engine.trainer import run_trial
     from ripu.models import build_model
     from ripu.models.common import load_pretrained
     from ripu.selftrain.train import load_round
