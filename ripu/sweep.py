@@ -198,8 +198,8 @@ def _revision() -> str:
 
 def _parent_run(uri: str, exp: Experiment, out_root: Path, known: set[str], info: dict):
     """Create, or continue, the sweep's parent run; record its id in the trial-folder root."""
-    from ripu.trial import trial_config_hash as resume_hash
     from ripu.tracking import Tracker, experiment_id
+    from ripu.trial import trial_config_hash as resume_hash
 
     experiment_id(uri, exp.name)
     tags = {"ripu.sweep": "1", "ripu.experiment": exp.name, "ripu.git_revision": _revision()}

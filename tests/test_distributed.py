@@ -96,13 +96,28 @@ def test_batch_sizes_must_divide_among_workers(tiny_data, tmp_path):
         check_divisible(source_only, 4)
 
 
+@dataclasses.dataclass(frozen=True)
+class SecondRankAlone(DistContext):
+    """Rank 1 of 2 without a process group: trains on whole batches, unwrapped."""
+
+    def wrap(self, model, device):
+        return model
+
+    def slice(self, batch):
+        return batch
+
+    def mean(self, metrics, device):
+        return dict(metrics)
+
+
 def test_ranks_other_than_main_write_no_files(tiny_data, tmp_path):
     cfg = tiny_config(tiny_data, tmp_path, **{"optim.iters": 2, "optim.poly_iters": 2,
                                               "train.checkpoint_every": 1})
     out = tmp_path / "rank1"
-    trainer = Trainer(cfg, out, progress=False, dist=DistContext(rank=1, world_size=2))
+    trainer = Trainer(cfg, out, progress=False, dist=SecondRankAlone(rank=1, world_size=2))
+    assert not trainer.is_main
     trainer.select(0)
-    trainer.save_checkpoint()
+    trainer.train_until(2)  # checkpoint_every 1: two checkpoint attempts
     results = trainer.finish()
     assert trainer.state.labelled_fraction() > 0 and results["iterations"] == 2
     assert not out.exists() or not any(out.rglob("*"))
