@@ -83,7 +83,8 @@ CALLS = all_calls()
 def test_every_torch_load_passes_weights_only_true():
     loads = [(f, n.lineno, keyword(n, "weights_only")) for f, name, n in CALLS
              if name == "torch.load"]
-    assert len(loads) >= 4  # trainer, models, selftrain, sweep, pipelines
+    # ripu.engine.checkpoint.read_checkpoint (trainer, LSE caches, warm-up, sweep), models
+    assert len(loads) >= 2
     assert [x for x in loads if x[2] is not True] == []
 
 
