@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from ripu.acquisition.export import contact_sheet
 from ripu.config import Config, dump_yaml, flatten
 from ripu.engine.trial_dir import RUN_ID_FILE, TrialDir
-from ripu.plots import confusion_figure
+from ripu.report.figures import confusion_figure
 from ripu.tracking import Tracker, check_uri
 from ripu.trial import trial_tags
 

@@ -115,15 +115,17 @@ class Trainer:
         return TargetLabels(labelled=None)
 
     def batches(self, target: torch.utils.data.Dataset | None = None,
-                target_labels: TargetLabels | None = None) -> IterationBatches:
-        """The iteration-indexed batches for this trial's kind."""
+                target_labels: TargetLabels | None = None, first: int = 0) -> IterationBatches:
+        """The iteration-indexed batches for this trial's kind (passes of ``data.order:
+        epochs`` counted from iteration ``first``)."""
         cfg, use_target = self.cfg, self.kind.uses_target
         return IterationBatches(
             cfg.seed, source=self.data.get("source"), batch_source=cfg.optim.batch_source,
             class_lists=self.class_lists,
             target=(target or self.data["target"]) if use_target else None,
             batch_target=cfg.optim.batch_target if use_target else 0,
-            target_labels=target_labels or self.target_labels(), flip=cfg.data.flip)
+            target_labels=target_labels or self.target_labels(), flip=cfg.data.flip,
+            balance_rule=cfg.data.class_balance_rule, order=cfg.data.order, first=first)
 
     def save_checkpoint(self) -> Path:
         """Write the trial checkpoint (main rank only) and tell the callbacks."""
