@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ripu.config import Config, apply_overrides, load_config
-from ripu.errors import RipuError
+from ripu.errors import RipuError, exit_status
 from ripu.tracking import absolute_uri, git_revision
 
 PARAMS = "params.yaml"
@@ -63,16 +63,15 @@ def show_progress() -> bool:
     return sys.stderr.isatty()
 
 
+def _run(stage: Callable[[Path, Config], None]) -> None:
+    root = repo_root()
+    os.chdir(root)
+    stage(root, load_params(root))
+
+
 def main(stage: Callable[[Path, Config], None]) -> None:
     """Run ``stage(root, cfg)`` from the repository root; a RipuError becomes one stderr line
-    and exit status 2."""
-    try:
-        root = repo_root()
-        os.chdir(root)
-        stage(root, load_params(root))
-    except RipuError as exc:
-        print(f"ripu: error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print("ripu: interrupted", file=sys.stderr)
-        sys.exit(130)
+    and exit status 2 (:func:`ripu.errors.exit_status`)."""
+    status = exit_status(_run, stage)
+    if status:
+        sys.exit(status)

@@ -12,24 +12,23 @@ import sys
 from pathlib import Path
 
 from pipelines.common import load_params
-from ripu.errors import RipuError
+from ripu.errors import exit_status
 from ripu.report import build_report
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def main(root: Path = ROOT) -> int:
-    """Build the report for the params file in ``root``; 2 on bad input (one line on stderr)."""
-    try:
-        cfg = load_params(root)
-        info = build_report(cfg.tracking.uri, experiment=cfg.tracking.experiment,
-                            out_dir=cfg.report.out)
-    except RipuError as exc:
-        print(f"ripu: error: {exc}", file=sys.stderr)
-        return 2
+def _report(root: Path) -> None:
+    cfg = load_params(root)
+    info = build_report(cfg.tracking.uri, experiment=cfg.tracking.experiment,
+                        out_dir=cfg.report.out)
     print(f"report: {info['runs']} runs in {info['groups']} groups, best {info['best']} "
           f"-> {cfg.report.out}")
-    return 0
+
+
+def main(root: Path = ROOT) -> int:
+    """Build the report for the params file in ``root``; 2 on bad input (one line on stderr)."""
+    return exit_status(_report, root)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from ripu.engine.checkpoint import load_weights
 from ripu.engine.evaluate import EvalResult, evaluate
 from ripu.engine.selection import run_round
 from ripu.engine.trainer import run_trial
-from ripu.errors import RipuError
+from ripu.errors import RipuError, exit_status
 from ripu.report import build_report
 from ripu.sweep import run_sweep
 
@@ -214,16 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except RipuError as exc:
-        print(f"ripu: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("ripu: interrupted", file=sys.stderr)
-        return 130
+    args = build_parser().parse_args(argv)
+    return exit_status(args.func, args)
 
 
 if __name__ == "__main__":
