@@ -132,11 +132,14 @@ class Trainer:
         path = self.trial_dir.checkpoint
         if not self.is_main:
             return path
-        save_trial_checkpoint(path, TrialCheckpoint(
+        ckpt = TrialCheckpoint(
             model=self.model.state_dict(), optimizer=self.optimizer.state_dict(),
             iteration=self.iteration, rounds_done=self.rounds_done,
             config_hash=trial_config_hash(self.cfg), num_classes=self.cfg.data.num_classes,
-            arch=self.cfg.model.arch, seconds=self.seconds, pseudo=self.pseudo))
+            arch=self.cfg.model.arch, seconds=self.seconds, torch_rng=torch.get_rng_state(),
+            pseudo=self.pseudo)
+        self.callbacks.on_before_checkpoint(self, path)
+        save_trial_checkpoint(path, ckpt)
         self.callbacks.on_checkpoint(self, path)
         return path
 
