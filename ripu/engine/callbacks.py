@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -159,7 +160,5 @@ class TrackingCallback(Callback):
         self.tracker.finish("FINISHED")
 
     def on_fail(self, trainer: Trainer) -> None:
-        try:
+        with contextlib.suppress(Exception):  # never mask the original error
             self.tracker.finish("FAILED")
-        except Exception:  # noqa: BLE001 - never mask the original error
-            pass
