@@ -151,9 +151,8 @@ def killed_trial(cfg: Any, out: Path, kill_after: int = KILL_AFTER,
     """Run a tracked trial in a subprocess, SIGKILL it once its journal holds ``kill_after``
     checkpoint markers and the checkpoint file is written; then compare the journal with
     the store. Returns the values missing among those logged before the last checkpoint."""
-    import torch
-
     from ripu.config import dump_yaml
+    from ripu.engine.checkpoint import read_checkpoint
     from ripu.io import write_text
     from ripu.tracking import list_runs
 
@@ -183,7 +182,7 @@ def killed_trial(cfg: Any, out: Path, kill_after: int = KILL_AFTER,
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     entries = read_journal(journal)
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    ckpt = read_checkpoint(ckpt_path)
     checkpoint = (int(ckpt["iteration"]), int(ckpt["rounds_done"]))
     before = values_before_checkpoint(entries, checkpoint)
     run_id = (out / "mlflow_run_id.txt").read_text().strip()

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ripu.config import Config, apply_overrides, load_config
 from ripu.errors import RipuError, exit_status
+from ripu.tracking import absolute_uri, git_revision
 
 PARAMS = "params.yaml"
 WARMUP_MODEL = Path("models/warmup.pt")
@@ -45,8 +46,6 @@ def load_params(root: Path) -> Config:
     weights, the experiment file, the report folder and a SQLite tracking store become
     absolute. Also records the repository's git revision for every run (RIPU_GIT_REVISION).
     """
-    from ripu.tracking import absolute_uri, git_revision
-
     cfg = load_config(root / PARAMS)
     paths = {"synth.out": cfg.synth.out, "data.source_root": cfg.data.source_root,
              "data.target_root": cfg.data.target_root, "sweep.experiment": cfg.sweep.experiment,

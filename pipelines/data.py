@@ -12,6 +12,8 @@ from pathlib import Path
 
 from pipelines.common import main, show_progress
 from ripu.config import Config
+from ripu.data.synthetic import generate
+from ripu.engine.build import build_datasets
 from ripu.io import write_json
 
 
@@ -21,8 +23,6 @@ def _inside(path: str, folder: str) -> bool:
 
 def index_real(cfg: Config) -> dict:
     """Open the source and target datasets (their readers check the layouts) and count them."""
-    from ripu.engine.build import build_datasets
-
     sets = build_datasets(cfg, augment=False)
     return {"format": "ripu-index-v1", "num_classes": cfg.data.num_classes,
             "source": {"layout": cfg.data.source, "root": cfg.data.source_root},
@@ -34,8 +34,6 @@ def run(root: Path, cfg: Config) -> None:
     out = Path(cfg.synth.out)
     if _inside(cfg.data.source_root, cfg.synth.out) and _inside(cfg.data.target_root,
                                                                  cfg.synth.out):
-        from ripu.data.synthetic import generate
-
         s = cfg.synth
         index = generate(out, seed=s.seed, source_images=s.source_images,
                          target_train=s.target_train, target_val=s.target_val,

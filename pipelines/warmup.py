@@ -17,8 +17,16 @@ import torch
 
 from pipelines.common import WARMUP_METRICS, WARMUP_MODEL, WARMUP_TRIAL, main, show_progress
 from ripu.config import Config, apply_overrides, flatten
+from ripu.engine.build import build_datasets, build_model_from, select_device
+from ripu.engine.callbacks import TrackingCallback
+from ripu.engine.checkpoint import read_checkpoint
+from ripu.engine.evaluate import evaluate
+from ripu.engine.trainer import run_trial
+from ripu.engine.trial_dir import TrialDir
 from ripu.errors import ConfigError
 from ripu.io import atomic_path, write_json
+from ripu.tracking import Tracker
+from ripu.trial import trial_tags
 
 EXPERIMENT = "warmup"
 TAGS = {"ripu.kind": "warmup", "ripu.trial": "warmup"}
@@ -37,27 +45,17 @@ def warmup_config(cfg: Config) -> Config:
 
 def train(cfg: Config, trial_dir: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Run (or resume) the warm-up trial; its final weights and results."""
-    from ripu.engine.callbacks import TrackingCallback
-    from ripu.engine.trainer import run_trial
-    from ripu.sweep import can_resume
-
-    resume = can_resume(trial_dir, cfg)
-    tracking = TrackingCallback.for_trial(cfg, trial_dir, resume=resume, run_name="warmup",
+    trial = TrialDir(trial_dir)
+    resume = trial.can_resume(cfg)
+    tracking = TrackingCallback.for_trial(cfg, trial.root, resume=resume, run_name="warmup",
                                           extra_tags=TAGS)
-    results = run_trial(cfg, trial_dir, resume=resume, progress=show_progress(),
+    results = run_trial(cfg, trial.root, resume=resume, progress=show_progress(),
                         callbacks=[tracking])
-    ckpt = torch.load(trial_dir / "checkpoints" / "last.pt", map_location="cpu",
-                      weights_only=True)
-    return ckpt["model"], results
+    return read_checkpoint(trial.checkpoint)["model"], results
 
 
 def untrained(cfg: Config) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """The initial (pretrained) model, evaluated and logged as the warm-up run."""
-    from ripu.engine.build import build_datasets, build_model_from, select_device
-    from ripu.engine.callbacks import trial_tags
-    from ripu.engine.evaluate import evaluate
-    from ripu.tracking import Tracker
-
     device = select_device(cfg.train.device)
     model = build_model_from(cfg, device)
     val = build_datasets(cfg, only=("val",))["val"]

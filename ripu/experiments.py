@@ -32,6 +32,7 @@ from pydantic import AfterValidator, Field
 
 from ripu.config import Config, Int, Invalid, Str, apply_overrides, read_yaml, section, validated
 from ripu.errors import ConfigError
+from ripu.kinds import get_kind
 
 TOP_KEYS = ("name", "description", "base", "grid", "search")
 SCHEDULERS = {"asha": ("grace_period", "reduction_factor", "max_t", "brackets"), "fifo": ()}
@@ -122,11 +123,10 @@ def trial_name(cfg: Config, shown: Mapping[str, Any], varied: set[str]) -> str:
     point or sample) as ``<leaf><value>`` (the full key when two keys share a leaf); seed last.
     """
     from ripu.acquisition import get_strategy
-    from ripu.engine.trainer import SELECTION_KINDS
 
     parts = [cfg.train.kind]
     used = {"train.kind", "seed"}
-    if cfg.train.kind in SELECTION_KINDS:
+    if get_kind(cfg.train.kind).selects:
         a = cfg.active
         mode = getattr(get_strategy(a.strategy), "mode", "region")
         parts += [a.strategy, f"p{a.points}" if mode == "point" else f"b{_token(a.budget)}"]

@@ -19,7 +19,7 @@ from pipelines import common
 from pipelines import data as data_stage
 from pipelines import warmup as warmup_stage
 from ripu.config import apply_overrides, load_config
-from ripu.engine.trainer import load_weights
+from ripu.engine.checkpoint import load_weights
 from ripu.errors import RipuError
 from ripu.tracking import list_runs, metric_history
 from tests.test_sweep import make_tiny_data, tiny_config

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from ripu.engine.trainer import resume_hash
 from ripu.sweep.progress import start_line, trial_line
 from ripu.sweep.state import (
     Plan,
@@ -22,6 +21,7 @@ from ripu.sweep.state import (
     stored_run_id,
 )
 from ripu.tracking import Tracker, get_run
+from ripu.trial import trial_config_hash
 from tests.conftest import tiny_config
 
 MIOU = 0.1875
@@ -33,7 +33,7 @@ def cfg(tmp_path):
 
 
 def write_results(out: Path, cfg, miou: float = MIOU) -> dict:
-    results = {"resume_hash": resume_hash(cfg), "miou": miou, "iterations": 8,
+    results = {"resume_hash": trial_config_hash(cfg), "miou": miou, "iterations": 8,
                "labelled_fraction": 0.05, "seconds": 12.5, "miou16": 0.2, "kind": "active"}
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results))
@@ -63,7 +63,7 @@ def test_plan_of_each_trial_state(cfg, tmp_path):
     assert plan(start, cfg, None) is Plan.START  # no folder at all
 
     resume = tmp_path / "resume"
-    write_checkpoint(resume, resume_hash(cfg))
+    write_checkpoint(resume, trial_config_hash(cfg))
     assert plan(resume, cfg, None) is Plan.RESUME
     assert plan(resume, other, None) is Plan.START  # a checkpoint of another config
 

@@ -15,8 +15,8 @@ import torch
 
 from ripu.data import SegmentationDataset
 from ripu.data.sampling import SubEpochDraws, check_balance_rule, draw_class_balanced
-from ripu.engine.schedule import generator
 from ripu.errors import RipuError
+from ripu.seeding import seeded_generator
 
 IGNORE = 255
 ORDERS = ("random", "epochs")
@@ -24,7 +24,7 @@ ORDERS = ("random", "epochs")
 
 def _sub_epoch_generator(seed: int, sub_epoch: int) -> torch.Generator:
     """The generator of source sub-epoch ``sub_epoch`` (authors' draw rule; stream 3)."""
-    return generator(seed, sub_epoch, 3)
+    return seeded_generator(seed, sub_epoch, 3)
 
 
 @dataclass
@@ -93,14 +93,14 @@ class IterationBatches(torch.utils.data.Dataset):
         for slot in range((it - self.first) * batch, (it - self.first + 1) * batch):
             epoch, k = divmod(slot, size)
             if self._passes.get(stream, (None,))[0] != epoch:
-                perm = torch.randperm(size, generator=generator(self.seed, self.first, epoch,
-                                                                stream)).tolist()
+                g_pass = seeded_generator(self.seed, self.first, epoch, stream)
+                perm = torch.randperm(size, generator=g_pass).tolist()
                 self._passes[stream] = (epoch, perm)
             out.append(self._passes[stream][1][k])
         return out
 
     def _source(self, it: int) -> dict[str, torch.Tensor]:
-        g = generator(self.seed, it, 1)
+        g = seeded_generator(self.seed, it, 1)
         if self._draws is not None:
             first = it * self.batch_source
             idx = [self._draws(first + b) for b in range(self.batch_source)]
@@ -118,7 +118,7 @@ class IterationBatches(torch.utils.data.Dataset):
                 "index": torch.tensor(idx)}
 
     def _target(self, it: int) -> dict[str, torch.Tensor]:
-        g = generator(self.seed, it, 2)
+        g = seeded_generator(self.seed, it, 2)
         idx = self._indices(it, len(self.target), self.batch_target, 5, g)
         images, labels, pseudos = [], [], []
         for i in idx:

@@ -12,6 +12,7 @@ from ripu.data import SegmentationDataset, build_dataset
 from ripu.data.transforms import SegTransform
 from ripu.errors import DatasetError, RipuError
 from ripu.kinds import get_kind
+from ripu.models import build_model
 
 
 def build_datasets(cfg: Config, *, augment: bool = True,
@@ -70,8 +71,6 @@ def select_device(name: str) -> torch.device:
 
 
 def build_model_from(cfg: Config, device: torch.device) -> torch.nn.Module:
-    from ripu.models import build_model
-
     m = cfg.model
     pretrained = Path(m.pretrained) if m.pretrained else None
     return build_model(m.arch, cfg.data.num_classes, backbone=m.backbone, pretrained=pretrained,

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
-import os
+import contextlib
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ripu.config import Config, flatten
-from ripu.io import write_text
+from ripu.acquisition.export import contact_sheet
+from ripu.acquisition.state import LabelState
+from ripu.config import Config, dump_yaml, flatten
+from ripu.confusion_image import save_confusion_image
+from ripu.engine.trial_dir import RUN_ID_FILE, TrialDir
+from ripu.tracking import Tracker, check_uri
+from ripu.trial import trial_tags
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only
     from ripu.engine.evaluate import EvalResult
     from ripu.engine.trainer import Trainer
     from ripu.selftrain.runner import PseudoLabelSet
 
-RUN_ID_FILE = "mlflow_run_id.txt"
+__all__ = ["RUN_ID_FILE", "Callback", "CallbackList", "TrackingCallback"]
 
 
 class Callback:
@@ -48,24 +54,6 @@ class CallbackList(Callback):
         return object.__getattribute__(self, name)
 
 
-def trial_tags(cfg: Config) -> dict[str, str]:
-    """The tags reports group by: kind, strategy, budget, seed, params hash, git revision."""
-    from ripu.engine.trainer import SELECTION_KINDS, resume_hash
-    from ripu.tracking import git_revision
-
-    active = cfg.train.kind in SELECTION_KINDS
-    return {
-        "ripu.kind": cfg.train.kind,
-        "ripu.strategy": cfg.active.strategy if active else cfg.train.kind,
-        "ripu.budget": str(cfg.active.budget if active else 0.0),
-        "ripu.points": str(cfg.active.points if active else 0),
-        "ripu.seed": str(cfg.seed),
-        "ripu.params_hash": resume_hash(cfg),
-        "ripu.git_revision": os.environ.get("RIPU_GIT_REVISION") or git_revision(
-            Path(__file__).resolve().parents[2]),
-    }
-
-
 class TrackingCallback(Callback):
     """Log a trial to MLflow: params, tags, metrics with steps, figures and artifacts.
 
@@ -86,21 +74,17 @@ class TrackingCallback(Callback):
                   background: bool = True) -> TrackingCallback:
         """A run for the trial in ``out_dir``; a resumed trial continues its own run.
         ``background=False``: every write is done before its hook returns."""
-        from ripu.tracking import Tracker, check_uri
-
         check_uri(cfg.tracking.uri)
-        id_file = Path(out_dir) / RUN_ID_FILE
-        run_id = id_file.read_text().strip() if resume and id_file.is_file() else None
+        trial = TrialDir(out_dir)
+        run_id = trial.run_id() if resume else None
         tags = {**trial_tags(cfg), **(extra_tags or {})}
         tracker = Tracker(cfg.tracking.uri, cfg.tracking.experiment, run_id=run_id,
-                          run_name=run_name or Path(out_dir).name, tags=tags,
+                          run_name=run_name or trial.root.name, tags=tags,
                           parent_run_id=parent_run_id, background=background)
-        write_text(id_file, tracker.run_id + "\n")  # atomic: a resume never reads half an id
+        trial.write_run_id(tracker.run_id)  # atomic: a resume never reads half an id
         return cls(tracker)
 
     def on_start(self, trainer: Trainer) -> None:
-        from ripu.config import dump_yaml
-
         self.tracker.log_params(flatten(trainer.cfg))
         self.tracker.log_text(dump_yaml(trainer.cfg), "config.yaml")
         if trainer.rounds_done:  # resumed after selection rounds
@@ -120,8 +104,6 @@ class TrackingCallback(Callback):
     def _log_round(self, trainer: Trainer, path: Path, state=None) -> None:
         """The round file and its contact sheet (rendered in the background; select_round
         returns a new state, so ``trainer.state`` of this round is not changed later)."""
-        from ripu.acquisition.export import contact_sheet
-
         state = trainer.state if state is None else state
         target = trainer.data["target"]
         self.tracker.log_artifact(path, "masks")
@@ -130,19 +112,15 @@ class TrackingCallback(Callback):
 
     def _log_missing_rounds(self, trainer: Trainer) -> None:
         """Log the round files (and their sheets) of rounds done that the run lacks."""
-        from ripu.acquisition.state import LabelState
-
         have = self.tracker.artifact_names("masks")
         for r in range(trainer.rounds_done):
-            path = trainer.masks_dir / f"round_{r}.npz"
+            path = trainer.trial_dir.round_file(r)
             if path.name not in have and path.is_file():
                 self._log_round(trainer, path, LabelState.load(path))
 
     def on_lse_round(self, trainer: Trainer, round_index: int,
                      pseudo_set: PseudoLabelSet) -> None:
         """Per LSE round (step = round): kept images, coverage, accuracy, tau per class."""
-        import json
-
         names = trainer.data["target"].class_names
         metrics = {"lse/kept_images": len(pseudo_set.kept_images),
                    "lse/patches": pseudo_set.num_patches, "lse/fraction": pseudo_set.fraction,
@@ -164,24 +142,23 @@ class TrackingCallback(Callback):
         self.tracker.flush(files=False)
 
     def on_end(self, trainer: Trainer, results: dict[str, Any], result: EvalResult) -> None:
-        from ripu.confusion_image import save_confusion_image
-
         metrics = {f"final/{k}": v for k, v in results.items()
                    if k.startswith("miou") or k in ("labelled_fraction", "seconds")}
         metrics.update({f"final/iou/{name.replace(' ', '_')}": v
                         for name, v in results["iou"].items()})
+        for key, prefix in (("labelled_pixels", "labelled_px"), ("target_pixels", "target_px")):
+            metrics.update({f"{prefix}/{name.replace(' ', '_')}": v
+                            for name, v in results.get(key, {}).items()})
         metrics["final/iterations"] = results["iterations"]
         self.tracker.log_metrics(metrics, step=results["iterations"])
         confusion, names = result.confusion.cpu().clone(), trainer.data["val"].class_names
         self.tracker.log_file(lambda out: save_confusion_image(confusion, names, out),
                               "confusion_matrix.png")
-        self.tracker.log_artifact(trainer.out_dir / "results.json")
+        self.tracker.log_artifact(trainer.trial_dir.results_file)
         if trainer.cfg.train.save_model:
             self.tracker.log_artifact(trainer.checkpoint_path, "checkpoint")
         self.tracker.finish("FINISHED")
 
     def on_fail(self, trainer: Trainer) -> None:
-        try:
+        with contextlib.suppress(Exception):  # never mask the original error
             self.tracker.finish("FAILED")
-        except Exception:  # noqa: BLE001 - never mask the original error
-            pass

@@ -14,11 +14,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ripu.engine.trainer import resume_hash
 from ripu.experiments import Experiment
 from ripu.io import write_text
 from ripu.ray_cluster import revision
 from ripu.tracking import Tracker, experiment_id, list_runs
+from ripu.trial import trial_config_hash
 
 PARENT_ID_FILE = "sweep_run_id.txt"
 
@@ -46,7 +46,7 @@ def open_parent_run(uri: str, exp: Experiment, out_root: Path, known: dict[str, 
     out_root.mkdir(parents=True, exist_ok=True)
     write_text(out_root / PARENT_ID_FILE, parent.run_id + "\n")
     parent.log_params(info)
-    hashes = {t.name: resume_hash(t.cfg) for t in exp.trials}
+    hashes = {t.name: trial_config_hash(t.cfg) for t in exp.trials}
     parent.log_text(json.dumps(hashes, indent=2, sort_keys=True) + "\n", "trials.json")
     parent.log_artifact(exp.path)
     return parent

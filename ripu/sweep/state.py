@@ -10,27 +10,18 @@ A trial is *done* only when both hold (:func:`committed`). An interruption betwe
 leaves a trial that the next sweep runs again: it resumes from its final checkpoint, so it
 only evaluates again (same metrics: evaluation is deterministic) and writes both again.
 
-The trial-folder paths are spelled here and nowhere else in ``ripu.sweep``.
+The trial folder's paths and checks are :class:`ripu.engine.trial_dir.TrialDir`'s.
 """
 
 from __future__ import annotations
 
 import enum
-import json
 import math
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from ripu.config import Config, load_config
-from ripu.engine.callbacks import RUN_ID_FILE
-from ripu.engine.trainer import resume_hash
-from ripu.errors import RipuError
-
-RESULTS = "results.json"
-CONFIG = "config.yaml"
-CHECKPOINT = Path("checkpoints") / "last.pt"
+from ripu.config import Config
+from ripu.engine.trial_dir import TrialDir
 
 
 class Plan(enum.Enum):
@@ -44,49 +35,32 @@ class Plan(enum.Enum):
 
 def finished_results(out: Path, cfg: Config) -> dict[str, Any] | None:
     """The stored results of a trial folder when they were produced by this exact config."""
-    try:
-        results = json.loads((Path(out) / RESULTS).read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(results, dict) or results.get("resume_hash") != resume_hash(cfg):
-        return None
-    return results
+    return TrialDir(out).finished_results(cfg)
 
 
 def can_resume(out: Path, cfg: Config) -> bool:
     """True when ``out`` holds a checkpoint written with this config (resume from it)."""
-    path = Path(out) / CHECKPOINT
-    if not path.is_file():
-        return False
-    try:  # mmap: only the small header entries are actually read
-        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # noqa: BLE001 - a truncated or foreign file: start afresh
-        return False
-    return isinstance(ckpt, dict) and ckpt.get("config_hash") == resume_hash(cfg)
+    return TrialDir(out).can_resume(cfg)
 
 
 def same_config(out: Path, cfg: Config) -> bool:
     """True when ``out``/config.yaml (written as each attempt starts) is this config's."""
-    try:
-        return resume_hash(load_config(Path(out) / CONFIG)) == resume_hash(cfg)
-    except RipuError:
-        return False
+    return TrialDir(out).same_config(cfg)
 
 
 def has_config(out: Path) -> bool:
     """Whether an attempt has started in ``out`` (it writes config.yaml first)."""
-    return (Path(out) / CONFIG).is_file()
+    return TrialDir(out).config_file.is_file()
 
 
 def run_id_file(out: Path) -> Path:
     """The file holding the id of the trial's MLflow run."""
-    return Path(out) / RUN_ID_FILE
+    return TrialDir(out).run_id_file
 
 
 def stored_run_id(out: Path) -> str | None:
     """The MLflow run id recorded in the trial folder, if any."""
-    path = run_id_file(out)
-    return path.read_text().strip() or None if path.is_file() else None
+    return TrialDir(out).run_id()
 
 
 def committed(results: dict[str, Any], run: Any | None) -> bool:
