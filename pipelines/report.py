@@ -14,14 +14,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def main(root: Path = ROOT) -> int:
-    """Build the report for the params file in ``root``; 2 on bad input (one line on stderr)."""
+def main(root: Path = ROOT, params: str = "params.yaml") -> int:
+    """Build the report for the params file in ``root`` (``--params FILE``, default
+    params.yaml); 2 on bad input (one line on stderr)."""
     from pipelines.common import load_params
     from ripu.errors import RipuError
     from ripu.report import build_report
 
     try:
-        cfg = load_params(root)
+        cfg = load_params(root, params)
         info = build_report(cfg.tracking.uri, experiment=cfg.tracking.experiment,
                             out_dir=cfg.report.out)
     except RipuError as exc:
@@ -33,4 +34,6 @@ def main(root: Path = ROOT) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from pipelines.common import params_file
+
+    sys.exit(main(params=params_file()))

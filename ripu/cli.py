@@ -112,7 +112,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     cfg = _load(args)
     run_sweep(cfg, experiment_file=Path(args.experiment or cfg.sweep.experiment),
-              init=args.init, out_dir=Path(args.out), progress=not args.quiet)
+              init=args.init, warmups=Path(args.warmups), out_dir=Path(args.out),
+              progress=not args.quiet)
     return 0
 
 
@@ -178,7 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add(sub, "sweep", cmd_sweep, "run an experiment file's trials with Ray Tune")
     p.add_argument("--experiment", help="experiment YAML (default: sweep.experiment)")
-    p.add_argument("--init", help="warm-up checkpoint every trial starts from")
+    p.add_argument("--init", help="checkpoint every trial starts from, instead of the init "
+                                  "each row declares")
+    p.add_argument("--warmups", default="models",
+                   help="folder of the declared warm-ups, <experiment>/<name>.pt (default: "
+                        "models)")
     p.add_argument("--out", default="runs", help="trial folders root (default: runs)")
 
     p = add(sub, "report", cmd_report, "tables and figures from the MLflow runs")

@@ -90,15 +90,6 @@ class OptimConfig:
 
 
 @dataclass(frozen=True)
-class WarmupConfig:
-    """Source-only training that every trial starts from (the `warmup` stage)."""
-
-    iters: int = _f(0, lo=0)
-    lr: float = _f(5e-4, lo=0, lo_open=True)
-    poly_iters: int = _f(20000, lo=1)
-
-
-@dataclass(frozen=True)
 class ActiveConfig:
     """Target-label acquisition (METHOD.md section 1)."""
 
@@ -178,7 +169,6 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
-    warmup: WarmupConfig = field(default_factory=WarmupConfig)
     active: ActiveConfig = field(default_factory=ActiveConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     lse: LSEConfig = field(default_factory=LSEConfig)

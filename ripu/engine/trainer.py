@@ -36,6 +36,7 @@ from ripu.engine.evaluate import EvalResult, evaluate
 from ripu.engine.schedule import poly_lr, round_iterations, set_lr
 from ripu.errors import RipuError
 from ripu.io import atomic_path, write_json, write_text
+from ripu.warmups import model_signature
 
 # Loss terms per trial kind; weights come from the `loss` section.
 TERMS: dict[str, tuple[str, ...]] = {
@@ -203,7 +204,7 @@ class Trainer:
             "version": CHECKPOINT_VERSION, "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(), "iteration": self.iteration,
             "rounds_done": self.rounds_done, "config_hash": resume_hash(self.cfg),
-            "num_classes": self.cfg.data.num_classes, "arch": self.cfg.model.arch,
+            **model_signature(self.cfg),  # arch, backbone, num_classes
             "seconds": self.seconds, "torch_rng": torch.get_rng_state(),
             "pseudo": {k: torch.from_numpy(v) for k, v in (self.pseudo or {}).items()},
         }
