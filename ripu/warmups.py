@@ -75,10 +75,6 @@ def parse_warmups(raw: Any, base_cfg: Config, base: Mapping[str, Any], path: Pat
         if get_kind(cfg.train.kind).target_labels != "none":
             raise ConfigError(f"{where}.train.kind: {cfg.train.kind} uses target labels, "
                               f"expected a kind without them such as {WARMUP_KIND}")
-        if cfg.optim.iters > cfg.optim.poly_iters:
-            raise ConfigError(f"{where}.optim.iters: {cfg.optim.iters} exceeds "
-                              f"optim.poly_iters ({cfg.optim.poly_iters}), expected iters <= "
-                              f"poly_iters")
         out[name] = Warmup(name, dict(overrides), cfg)
     return out
 
