@@ -158,7 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add(sub, "train", cmd_train, "run one trial end to end (train.kind, active.*)")
     p.add_argument("--out", required=True, help="trial folder: checkpoints, masks, results")
-    p.add_argument("--init", help="checkpoint to start from (e.g. models/warmup.pt)")
+    p.add_argument("--init",
+                   help="checkpoint to start from (e.g. models/synthetic/source_only.pt)")
     p.add_argument("--resume", action="store_true",
                    help="continue from the trial folder's last checkpoint")
 
