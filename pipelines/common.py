@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ripu.config import Config, apply_overrides, load_config
 from ripu.errors import ConfigError, RipuError
+from ripu.experiments import Experiment, load_experiment
 
 PARAMS = "params.yaml"
 WARMUPS = Path("models")  # warm-up <name> of experiment <exp>: models/<exp>/<name>.pt
@@ -62,11 +63,9 @@ def load_params(root: Path, params: str | Path = PARAMS) -> Config:
     return apply_overrides(cfg, overrides)
 
 
-def load_experiment_of(root: Path, cfg: Config):
+def load_experiment_of(root: Path, cfg: Config) -> Experiment:
     """The experiment file ``sweep.experiment``; its name must be ``tracking.experiment``
     (the report, runs/<name> and models/<name> use it). Raises ConfigError."""
-    from ripu.experiments import load_experiment
-
     exp = load_experiment(cfg.sweep.experiment, cfg, root=root)
     if exp.name != cfg.tracking.experiment:
         raise ConfigError(f"{cfg.sweep.experiment}: name {exp.name!r} differs from "

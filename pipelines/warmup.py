@@ -26,13 +26,17 @@ from pipelines.common import (
     show_progress,
 )
 from ripu.config import Config
+from ripu.engine.callbacks import TrackingCallback
+from ripu.engine.trainer import read_checkpoint, run_trial
+from ripu.experiments import Experiment
 from ripu.io import atomic_path, write_json
+from ripu.sweep import can_resume
 from ripu.warmups import Warmup, model_signature, warmup_path
 
 TAGS = {"ripu.kind": "warmup"}
 
 
-def needed(exp) -> list[Warmup]:
+def needed(exp: Experiment) -> list[Warmup]:
     """The declared warm-ups that at least one trial starts from, in declaration order."""
     used = {t.init for t in exp.trials}
     return [w for name, w in exp.warmups.items() if name in used]
@@ -41,10 +45,6 @@ def needed(exp) -> list[Warmup]:
 def train(cfg: Config, trial_dir: Path, run_name: str, tags: dict[str, str]
           ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Run (or resume) one warm-up in ``trial_dir``; its final weights and results."""
-    from ripu.engine.callbacks import TrackingCallback
-    from ripu.engine.trainer import read_checkpoint, run_trial
-    from ripu.sweep import can_resume
-
     resume = can_resume(trial_dir, cfg)
     tracking = TrackingCallback.for_trial(cfg, trial_dir, resume=resume, run_name=run_name,
                                           extra_tags=tags)

@@ -12,7 +12,7 @@ import yaml
 
 from pipelines.common import load_params
 from ripu.cli import main as cli_main
-from ripu.config import load_config
+from ripu.config import apply_overrides, load_config
 from ripu.errors import ConfigError, RipuError
 from ripu.experiments import load_experiment
 from ripu.warmups import (
@@ -22,6 +22,7 @@ from ripu.warmups import (
     trial_inits,
     warmup_path,
 )
+from tests.test_sweep import make_tiny_data
 
 REPO = Path(__file__).resolve().parents[1]
 PAPER = ("gta5_to_cityscapes", "synthia_to_cityscapes")
@@ -147,8 +148,6 @@ def test_check_inits_names_the_trial_and_every_mismatch(tmp_path, base_cfg):
             ({"model.arch": "deeplabv3plus", "data.num_classes": 16},
              "checkpoint has arch deeplabv3plus, 16 classes, the model expects arch deeplabv2, "
              "19 classes")):
-        from ripu.config import apply_overrides
-
         other = _save(tmp_path / "other.pt", apply_overrides(sf.cfg, overrides))
         with pytest.raises(RipuError) as info:
             check_inits(exp.trials, {sf.name: str(other)})
@@ -169,8 +168,6 @@ def test_sweep_refuses_an_init_of_another_architecture_before_ray(tmp_path, caps
     """A DeepLab sweep given a small-network checkpoint: exit 2, one line naming the trial
     and the mismatch, nothing written, Ray never started."""
     import ray
-
-    from tests.test_sweep import make_tiny_data
 
     data = make_tiny_data(tmp_path / "data")
     params = tmp_path / "params.yaml"
