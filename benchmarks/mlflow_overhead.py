@@ -65,7 +65,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         import mlflow  # noqa: F401 - timed: once per process, not per trial
 
         import ripu.acquisition.export  # noqa: F401 - matplotlib: likewise
-        import ripu.plots  # noqa: F401
+        import ripu.report.figures  # noqa: F401
 
         import_seconds = time.perf_counter() - start
         from ripu.tracking import experiment_id

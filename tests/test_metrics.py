@@ -21,7 +21,7 @@ from ripu.metrics import (
     pixel_accuracy,
     summarize,
 )
-from ripu.plots import confusion_figure, normalize_confusion, save_figure
+from ripu.report.figures import confusion_figure, normalize_confusion, save_figure
 
 # 2x3 maps, one ignore pixel. Counted (gt, pred): (0,0) (1,2) (2,2) (1,1) (0,1).
 TARGET = torch.tensor([[0, 1, 2], [255, 1, 0]])

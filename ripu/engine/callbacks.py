@@ -133,7 +133,7 @@ class TrackingCallback(Callback):
                                   if k.startswith("miou") and isinstance(v, float)}, step)
 
     def on_end(self, trainer: Trainer, results: dict[str, Any], result: EvalResult) -> None:
-        from ripu.plots import confusion_figure
+        from ripu.report.figures import confusion_figure
 
         metrics = {f"final/{k}": v for k, v in results.items()
                    if k.startswith("miou") or k in ("labelled_fraction", "seconds")}
