@@ -79,9 +79,10 @@ def shrink(spec: dict) -> dict:
         "optim.poly_iters": 4, "active.batch_size": 2, "train.amp": False,
         "train.checkpoint_every": 100, "train.log_every": 2})
     spec["warmups"]["source_only"].update({"optim.iters": 3, "optim.poly_iters": 4})
-    # The authors' LSE rule, floor(N_c p / C) images of class c, keeps none of 4 images.
+    # The authors' LSE rule, floor(N_c p / C) images of class c, keeps none of 4 images, and
+    # floor(N_c p) needs p >= 1/4.
     small = {"optim.iters": [4], "active.budget": [0.05], "lse.rounds": [1], "lse.epochs": [1],
-             "lse.rule": ["per_class"]}
+             "lse.rule": ["per_class"], "lse.p_base": [0.5]}
     for block in spec["grid"]:
         block.update({k: v for k, v in small.items() if k in block})
     return spec
