@@ -63,6 +63,9 @@ class DataConfig:
     crop: tuple[int, int] | None = None  # (W, H) random crop after resize
     flip: bool = True
     class_balance: bool = True
+    class_balance_rule: Literal["uniform", "authors"] = "uniform"  # draw rule (ripu.data.sampling)
+    order: Literal["random", "epochs"] = "random"  # unbalanced draws: independent or shuffled passes
+    resize: Literal["cv2_linear", "pil_bicubic"] = "cv2_linear"  # resize rule (ripu.data.transforms)
     workers: int = _f(0, lo=0)
 
 
@@ -72,6 +75,7 @@ class ModelConfig:
     backbone: Literal["resnet101", "resnet50"] = "resnet101"
     pretrained: str | None = None  # local file of ImageNet ResNet weights
     freeze_bn: bool = True
+    bn_batch_stats: bool = False  # with freeze_bn: BN normalises with batch statistics in training
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,7 @@ class ActiveConfig:
     rounds: int = _f(5, lo=1)
     round_at: list[float] = _f([0.25, 0.30, 0.35, 0.40, 0.45])  # fractions of optim.iters
     batch_size: int = _f(4, lo=1)  # inference batch for selection
+    select_size: Literal["train", "label"] = "train"  # score at data.target_size or label size
 
 
 @dataclass(frozen=True)

@@ -83,8 +83,10 @@ def shrink(spec: dict) -> dict:
     # floor(N_c p) needs p >= 1/4.
     small = {"optim.iters": [4], "active.budget": [0.05], "lse.rounds": [1], "lse.epochs": [1],
              "lse.rule": ["per_class"], "lse.p_base": [0.5]}
+    sizes = ("data.source_size", "data.target_size", "data.eval_size")
     for block in spec["grid"]:
         block.update({k: v for k, v in small.items() if k in block})
+        block.update({k: [[64, 32]] for k in sizes if k in block})
     return spec
 
 

@@ -94,7 +94,8 @@ def _per_image_round(model: torch.nn.Module | None, dataset: Sequence, state: La
             seen.add(image_id)
             shape = tuple(int(s) for s in item["label"].shape[-2:])
             labelled, blocked = _image_masks(state, image_id, shape)
-            n = units_for_round(budget, shape[0], shape[1], round_index)
+            n = units_for_round(budget, shape[0], shape[1], round_index,
+                                input_area=int(item["image"].shape[-2] * item["image"].shape[-1]))
             generator = round_generator(seed, round_index, int(item.get("index", position)))
             selected, new_blocked = strategy(
                 image_logits, torch.from_numpy(blocked).to(device), n, budget.radius,

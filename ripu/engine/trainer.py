@@ -186,8 +186,9 @@ class Trainer:
         return TargetLabels(labelled=None)
 
     def batches(self, target: torch.utils.data.Dataset | None = None,
-                target_labels: TargetLabels | None = None) -> IterationBatches:
-        """The iteration-indexed batches for this trial's kind."""
+                target_labels: TargetLabels | None = None, first: int = 0) -> IterationBatches:
+        """The iteration-indexed batches for this trial's kind (passes of ``data.order:
+        epochs`` counted from iteration ``first``)."""
         cfg, kind = self.cfg, self.cfg.train.kind
         use_target = kind != "source_only"
         return IterationBatches(
@@ -195,7 +196,8 @@ class Trainer:
             class_lists=self.class_lists,
             target=(target or self.data["target"]) if use_target else None,
             batch_target=cfg.optim.batch_target if use_target else 0,
-            target_labels=target_labels or self.target_labels(), flip=cfg.data.flip)
+            target_labels=target_labels or self.target_labels(), flip=cfg.data.flip,
+            balance_rule=cfg.data.class_balance_rule, order=cfg.data.order, first=first)
 
     def save_checkpoint(self) -> Path:
         if not self.is_main:

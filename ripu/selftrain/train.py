@@ -169,7 +169,8 @@ def train_lse(trainer: Trainer) -> None:
                            "0 iterations", r, rnd.pseudo_set.fraction, rnd.pseudo_set.rule)
         else:
             patches = PatchDataset(trainer.data["target"], rnd.pseudo_set)
-            batches = trainer.batches(target=patches, target_labels=TargetLabels(labelled=None))
+            batches = trainer.batches(target=patches, target_labels=TargetLabels(labelled=None),
+                                      first=rnd.start)
 
             def lr_at(it: int, start: int = rnd.start, n: int = rnd.iterations) -> float:
                 return poly_lr(cfg.optim.lr, it - start, n, cfg.optim.poly_power)
