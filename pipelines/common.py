@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ripu.config import Config, apply_overrides, load_config
-from ripu.errors import ConfigError, RipuError
+from ripu.errors import ConfigError, RipuError, exit_status
 from ripu.experiments import Experiment, load_experiment
 
 PARAMS = "params.yaml"
@@ -86,17 +86,16 @@ def show_progress() -> bool:
     return sys.stderr.isatty()
 
 
+def _run(stage: Callable[[Path, Config], None], params: str) -> None:
+    root = repo_root()
+    os.chdir(root)
+    stage(root, load_params(root, params))
+
+
 def main(stage: Callable[[Path, Config], None], argv: list[str] | None = None) -> None:
     """Run ``stage(root, cfg)`` from the repository root with the params file of ``argv``
-    (default: the command line); a RipuError becomes one stderr line and exit status 2."""
-    try:
-        params = params_file(argv)
-        root = repo_root()
-        os.chdir(root)
-        stage(root, load_params(root, params))
-    except RipuError as exc:
-        print(f"ripu: error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print("ripu: interrupted", file=sys.stderr)
-        sys.exit(130)
+    (default: the command line); a RipuError becomes one stderr line and exit status 2
+    (:func:`ripu.errors.exit_status`)."""
+    status = exit_status(_run, stage, params_file(argv))
+    if status:
+        sys.exit(status)

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ripu.errors import RipuError
+from ripu.errors import exit_status
 
 
 def _load(args: argparse.Namespace):
@@ -194,16 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except RipuError as exc:
-        print(f"ripu: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("ripu: interrupted", file=sys.stderr)
-        return 130
+    args = build_parser().parse_args(argv)
+    return exit_status(args.func, args)
 
 
 if __name__ == "__main__":

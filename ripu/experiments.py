@@ -30,14 +30,15 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from ripu.config import Config, apply_overrides, read_yaml
+from pydantic import AfterValidator, Field
+
+from ripu.config import Config, Int, Invalid, Str, apply_overrides, read_yaml, section, validated
 from ripu.errors import ConfigError
 from ripu.warmups import IMAGENET, INIT_KEY, Warmup, check_init, parse_warmups
 
 TOP_KEYS = ("name", "description", "base", "warmups", "init", "grid", "search")
-SEARCH_KEYS = ("num_samples", "metric", "mode", "seed", "scheduler", "space")
 SCHEDULERS = {"asha": ("grace_period", "reduction_factor", "max_t", "brackets"), "fifo": ()}
 SAMPLERS = ("choice", "uniform", "quniform", "loguniform", "qloguniform", "randint",
             "qrandint", "lograndint", "qlograndint", "randn", "qrandn")
@@ -59,18 +60,6 @@ class Trial:
     overrides: dict[str, Any]
     cfg: Config
     init: str = IMAGENET
-
-
-@dataclass(frozen=True)
-class Search:
-    """A search section: metric to optimise and the scheduler that stops trials early."""
-
-    num_samples: int
-    metric: str
-    mode: str
-    scheduler: dict[str, Any]
-    space: dict[str, dict[str, Any]]
-    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -198,52 +187,62 @@ def expand_grid(blocks: Any, path: Path) -> list[dict[str, Any]]:
 # ----------------------------------------------------------------------------- search
 
 
-def parse_search(raw: Any, path: Path) -> Search:
-    """Check a search section (sampler names, scheduler options, mode)."""
-    raw = _mapping(raw, path, "search")
-    for key in raw:
-        if key not in SEARCH_KEYS:
-            raise _err(path, f"search.{key}: unknown key, expected one of {', '.join(SEARCH_KEYS)}")
-    n = raw.get("num_samples", 1)
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise _err(path, f"search.num_samples: expected a positive integer, got {n!r}")
-    metric = raw.get("metric", "val/miou")
-    if not isinstance(metric, str) or not metric:
-        raise _err(path, f"search.metric: expected a metric name such as val/miou, got {metric!r}")
-    mode = raw.get("mode", "max")
-    if mode not in ("min", "max"):
-        raise _err(path, f"search.mode: expected min or max, got {mode!r}")
-    seed = raw.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise _err(path, f"search.seed: expected a non-negative integer, got {seed!r}")
-    sched = dict(_mapping(raw.get("scheduler", {"name": "fifo"}), path, "search.scheduler"))
-    name = sched.pop("name", "fifo")
+def _scheduler(raw: dict) -> dict[str, Any]:
+    """``{name: asha, grace_period: 100}``: a known scheduler (default fifo), positive options."""
+    options = dict(raw)
+    name = options.pop("name", "fifo")
     if name not in SCHEDULERS:
-        raise _err(path, f"search.scheduler.name: unknown scheduler {name!r}, expected one of "
-                         f"{', '.join(SCHEDULERS)}")
-    for key, value in sched.items():
+        raise Invalid("name", f"unknown scheduler {name!r}, expected one of "
+                              f"{', '.join(SCHEDULERS)}")
+    for key, value in options.items():
         if key not in SCHEDULERS[name]:
-            allowed = ", ".join(SCHEDULERS[name]) or "no options"
-            raise _err(path, f"search.scheduler.{key}: unknown option of {name}, expected "
-                             f"{allowed}")
+            raise Invalid(key, f"unknown option of {name}, expected "
+                               f"{', '.join(SCHEDULERS[name]) or 'no options'}")
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            raise _err(path, f"search.scheduler.{key}: expected a positive number, got {value!r}")
-    space = _mapping(raw.get("space"), path, "search.space")
+            raise Invalid(key, f"expected a positive number, got {value!r}")
+    return {"name": name, **options}
+
+
+def _space(space: dict) -> dict[str, dict[str, Any]]:
+    """``{key: {sampler: [args]}}`` with known samplers (keys are checked with the trials)."""
     if not space:
-        raise _err(path, "search.space: expected at least one key to search")
-    _check_keys(space, path, "search.space")
+        raise ValueError("expected at least one key to search")
     for key, spec in space.items():
         if not isinstance(spec, dict) or len(spec) != 1:
-            raise _err(path, f"search.space.{key}: expected one sampler such as "
-                             f"{{choice: [1, 2]}} or {{loguniform: [0.1, 2.0]}}, got {spec!r}")
+            raise Invalid(key, f"expected one sampler such as {{choice: [1, 2]}} or "
+                               f"{{loguniform: [0.1, 2.0]}}, got {spec!r}")
         (sampler, args), = spec.items()
         if sampler not in SAMPLERS:
-            raise _err(path, f"search.space.{key}: unknown sampler {sampler!r}, expected one "
-                             f"of {', '.join(SAMPLERS)}")
+            raise Invalid(key, f"unknown sampler {sampler!r}, expected one of "
+                               f"{', '.join(SAMPLERS)}")
         if not isinstance(args, list) or not args:
-            raise _err(path, f"search.space.{key}.{sampler}: expected a list of arguments")
-    return Search(num_samples=n, metric=metric, mode=mode, seed=seed,
-                  scheduler={"name": name, **sched}, space=space)
+            raise Invalid(f"{key}.{sampler}", "expected a list of arguments")
+    return space
+
+
+@section
+class Search:
+    """A search section: metric to optimise and the scheduler that stops trials early."""
+
+    num_samples: Annotated[Int, Field(ge=1, description="a positive integer")] = 1
+    metric: Annotated[Str, Field(min_length=1, description="a metric name such as val/miou")] = (
+        "val/miou")
+    mode: Annotated[Literal["min", "max"], Field(description="min or max")] = "max"
+    seed: Annotated[Int, Field(ge=0, description="a non-negative integer")] = 0  # sampling
+    scheduler: Annotated[dict, AfterValidator(_scheduler)] = Field(
+        default_factory=lambda: {"name": "fifo"})
+    space: Annotated[dict, AfterValidator(_space)] = Field(default_factory=dict,
+                                                           validate_default=True)
+
+
+def parse_search(raw: Any, path: Path) -> Search:
+    """Check a search section (sampler names, scheduler options, mode)."""
+    try:
+        search = validated(Search, _mapping(raw, path, "search"), "search")
+    except ConfigError as exc:
+        raise _err(path, str(exc)) from None
+    _check_keys(search.space, path, "search.space")
+    return search
 
 
 def sample_points(search: Search, path: Path) -> list[dict[str, Any]]:

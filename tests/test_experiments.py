@@ -153,6 +153,15 @@ def test_search_samples_are_seeded_valid_and_named(tmp_path, base_cfg):
     ({"scheduler": {"name": "pbt"}}, "unknown scheduler 'pbt'"),
     ({"scheduler": {"name": "asha", "grace": 3}}, "search.scheduler.grace: unknown option"),
     ({"num_samples": 0}, "search.num_samples: expected a positive integer"),
+    ({"seed": -1}, "search.seed: expected a non-negative integer, got -1"),
+    ({"metric": ""}, "search.metric: expected a metric name such as val/miou, got ''"),
+    ({"bogus": 1}, "search.bogus: unknown key, expected one of num_samples, metric, mode, seed"),
+    ({"scheduler": {"name": "asha", "grace_period": 0}},
+     "search.scheduler.grace_period: expected a positive number, got 0"),
+    ({"scheduler": 3}, "search.scheduler: expected a mapping, got 3"),
+    ({"space": {}}, "search.space: expected at least one key to search"),
+    ({"space": {"loss.nl": {"choice": 1}}}, "search.space.loss.nl.choice: expected a list"),
+    ({"space": {"tracking.uri": {"choice": ["a"]}}}, "search.space.tracking.uri: tracking"),
 ])
 def test_bad_search_sections(tmp_path, base_cfg, change, message):
     spec = {"name": "s", "base": {"train.eval_every": 5}, "search": {**SEARCH, **change}}
