@@ -26,6 +26,8 @@ class Callback:
     def on_lse_round(self, trainer: Trainer, round_index: int,
                      pseudo_set: PseudoLabelSet) -> None: ...
     def on_eval(self, trainer: Trainer, result: EvalResult, step: int) -> None: ...
+    def on_before_checkpoint(self, trainer: Trainer, path: Path) -> None:
+        """Called before the checkpoint at ``path`` is written."""
     def on_checkpoint(self, trainer: Trainer, path: Path) -> None: ...
     def on_end(self, trainer: Trainer, results: dict[str, Any], result: EvalResult) -> None: ...
     def on_fail(self, trainer: Trainer) -> None: ...
@@ -65,7 +67,14 @@ def trial_tags(cfg: Config) -> dict[str, str]:
 
 
 class TrackingCallback(Callback):
-    """Log a trial to MLflow: params, tags, metrics with steps, figures and artifacts."""
+    """Log a trial to MLflow: params, tags, metrics with steps, figures and artifacts.
+
+    Writes run in the background (:class:`ripu.tracking.Tracker`); the selection contact
+    sheets and the confusion image are drawn there too. Before each checkpoint is
+    written, the values logged so far are flushed: a trial killed after a checkpoint keeps
+    every value logged before it, and when resumed it logs the round files (and sheets) a
+    killed run had not written yet. The run ends (``finish``) once everything is written.
+    """
 
     def __init__(self, tracker) -> None:
         self.tracker = tracker
@@ -73,8 +82,10 @@ class TrackingCallback(Callback):
     @classmethod
     def for_trial(cls, cfg: Config, out_dir: Path, *, resume: bool = False,
                   parent_run_id: str | None = None, run_name: str | None = None,
-                  extra_tags: dict[str, str] | None = None) -> TrackingCallback:
-        """A run for the trial in ``out_dir``; a resumed trial continues its own run."""
+                  extra_tags: dict[str, str] | None = None,
+                  background: bool = True) -> TrackingCallback:
+        """A run for the trial in ``out_dir``; a resumed trial continues its own run.
+        ``background=False``: every write is done before its hook returns."""
         from ripu.tracking import Tracker, check_uri
 
         check_uri(cfg.tracking.uri)
@@ -83,7 +94,7 @@ class TrackingCallback(Callback):
         tags = {**trial_tags(cfg), **(extra_tags or {})}
         tracker = Tracker(cfg.tracking.uri, cfg.tracking.experiment, run_id=run_id,
                           run_name=run_name or Path(out_dir).name, tags=tags,
-                          parent_run_id=parent_run_id)
+                          parent_run_id=parent_run_id, background=background)
         write_text(id_file, tracker.run_id + "\n")  # atomic: a resume never reads half an id
         return cls(tracker)
 
@@ -92,6 +103,8 @@ class TrackingCallback(Callback):
 
         self.tracker.log_params(flatten(trainer.cfg))
         self.tracker.log_text(dump_yaml(trainer.cfg), "config.yaml")
+        if trainer.rounds_done:  # resumed after selection rounds
+            self._log_missing_rounds(trainer)
 
     def on_log(self, trainer: Trainer, metrics: dict[str, float], step: int) -> None:
         self.tracker.log_metrics(metrics, step)
@@ -102,13 +115,28 @@ class TrackingCallback(Callback):
             "acq/labelled_fraction": trainer.state.labelled_fraction(),
             "acq/round_fraction": float(stats.get("round_fraction", 0.0)),
             "acq/iteration": trainer.iteration}, step=round_index)
-        self.tracker.log_artifact(path, "masks")
+        self._log_round(trainer, path)
+
+    def _log_round(self, trainer: Trainer, path: Path, state=None) -> None:
+        """The round file and its contact sheet (rendered in the background; select_round
+        returns a new state, so ``trainer.state`` of this round is not changed later)."""
         from ripu.acquisition.export import contact_sheet
 
-        sheet = path.with_suffix(".png")
-        contact_sheet(trainer.state, trainer.data["target"], sheet, max_images=12)
-        self.tracker.log_artifact(sheet, "selection")
-        sheet.unlink(missing_ok=True)
+        state = trainer.state if state is None else state
+        target = trainer.data["target"]
+        self.tracker.log_artifact(path, "masks")
+        self.tracker.log_file(lambda out: contact_sheet(state, target, out, max_images=12),
+                              f"selection/{path.with_suffix('.png').name}")
+
+    def _log_missing_rounds(self, trainer: Trainer) -> None:
+        """Log the round files (and their sheets) of rounds done that the run lacks."""
+        from ripu.acquisition.state import LabelState
+
+        have = self.tracker.artifact_names("masks")
+        for r in range(trainer.rounds_done):
+            path = trainer.masks_dir / f"round_{r}.npz"
+            if path.name not in have and path.is_file():
+                self._log_round(trainer, path, LabelState.load(path))
 
     def on_lse_round(self, trainer: Trainer, round_index: int,
                      pseudo_set: PseudoLabelSet) -> None:
@@ -132,8 +160,11 @@ class TrackingCallback(Callback):
         self.tracker.log_metrics({f"val/{k}": v for k, v in result.summary.items()
                                   if k.startswith("miou") and isinstance(v, float)}, step)
 
+    def on_before_checkpoint(self, trainer: Trainer, path: Path) -> None:
+        self.tracker.flush(files=False)
+
     def on_end(self, trainer: Trainer, results: dict[str, Any], result: EvalResult) -> None:
-        from ripu.report.figures import confusion_figure
+        from ripu.confusion_image import save_confusion_image
 
         metrics = {f"final/{k}": v for k, v in results.items()
                    if k.startswith("miou") or k in ("labelled_fraction", "seconds")}
@@ -141,8 +172,9 @@ class TrackingCallback(Callback):
                         for name, v in results["iou"].items()})
         metrics["final/iterations"] = results["iterations"]
         self.tracker.log_metrics(metrics, step=results["iterations"])
-        fig = confusion_figure(result.confusion.cpu(), trainer.data["val"].class_names)
-        self.tracker.log_figure(fig, "confusion_matrix.png")
+        confusion, names = result.confusion.cpu().clone(), trainer.data["val"].class_names
+        self.tracker.log_file(lambda out: save_confusion_image(confusion, names, out),
+                              "confusion_matrix.png")
         self.tracker.log_artifact(trainer.out_dir / "results.json")
         if trainer.cfg.train.save_model:
             self.tracker.log_artifact(trainer.checkpoint_path, "checkpoint")

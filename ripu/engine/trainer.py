@@ -210,6 +210,7 @@ class Trainer:
             "seconds": self.seconds, "torch_rng": torch.get_rng_state(),
             "pseudo": {k: torch.from_numpy(v) for k, v in (self.pseudo or {}).items()},
         }
+        self.callbacks.on_before_checkpoint(self, self.checkpoint_path)
         with atomic_path(self.checkpoint_path) as tmp:
             torch.save(ckpt, tmp)
         self.callbacks.on_checkpoint(self, self.checkpoint_path)

@@ -18,6 +18,7 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
+from ripu.confusion_image import normalize_confusion
 from ripu.errors import RipuError
 from ripu.io import atomic_path
 from ripu.kinds import get_kind, kind_names
@@ -28,7 +29,6 @@ from ripu.report.tables import iou_columns
 if TYPE_CHECKING:
     import torch
 
-_NORMALIZE = ("true", "pred", "all", "none")
 # Line styles of the selecting kinds' curves, colours and styles of the reference kinds'
 # horizontal lines, each in kind order.
 _CURVE_STYLES = ("-", "--", "-.", ":")
@@ -205,23 +205,6 @@ def labelled_classes_figure(shares: pd.DataFrame, experiment: str) -> Figure:
 
 
 # ----------------------------------------------------------------------------- confusion
-
-
-def normalize_confusion(conf: torch.Tensor | np.ndarray, normalize: str = "true") -> np.ndarray:
-    """Normalise a confusion matrix: ``"true"`` rows (recall per class), ``"pred"`` columns
-    (precision), ``"all"`` the total, ``"none"`` raw counts. Empty rows/columns give 0.
-
-    Shape:
-        ``(C, C)`` -> ``(C, C)`` float64
-    """
-    if normalize not in _NORMALIZE:
-        raise RipuError(f"normalize must be one of {list(_NORMALIZE)}, got {normalize!r}")
-    m = np.asarray(conf.cpu() if hasattr(conf, "cpu") else conf, dtype=np.float64)  # tensor
-    if normalize == "none":
-        return m
-    denom = {"true": m.sum(1, keepdims=True), "pred": m.sum(0, keepdims=True),
-             "all": np.array(m.sum())}[normalize]
-    return np.divide(m, denom, out=np.zeros_like(m), where=denom > 0)
 
 
 def confusion_figure(
