@@ -140,7 +140,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     cfg = _load(args)
     run_sweep(cfg, experiment_file=Path(args.experiment or cfg.sweep.experiment),
-              init=args.init, out_dir=Path(args.out), progress=not args.quiet)
+              init=args.init, warmups=Path(args.warmups), out_dir=Path(args.out),
+              progress=not args.quiet)
     return 0
 
 
@@ -183,7 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add(sub, "train", cmd_train, "run one trial end to end (train.kind, active.*)")
     p.add_argument("--out", required=True, help="trial folder: checkpoints, masks, results")
-    p.add_argument("--init", help="checkpoint to start from (e.g. models/warmup.pt)")
+    p.add_argument("--init",
+                   help="checkpoint to start from (e.g. models/synthetic/source_only.pt)")
     p.add_argument("--resume", action="store_true",
                    help="continue from the trial folder's last checkpoint")
 
@@ -204,7 +206,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add(sub, "sweep", cmd_sweep, "run an experiment file's trials with Ray Tune")
     p.add_argument("--experiment", help="experiment YAML (default: sweep.experiment)")
-    p.add_argument("--init", help="warm-up checkpoint every trial starts from")
+    p.add_argument("--init", help="checkpoint every trial starts from, instead of the init "
+                                  "each row declares")
+    p.add_argument("--warmups", default="models",
+                   help="folder of the declared warm-ups, <experiment>/<name>.pt (default: "
+                        "models)")
     p.add_argument("--out", default="runs", help="trial folders root (default: runs)")
 
     p = add(sub, "report", cmd_report, "tables and figures from the MLflow runs")

@@ -135,15 +135,6 @@ class OptimConfig:
 
 
 @section
-class WarmupConfig:
-    """Source-only training that every trial starts from (the `warmup` stage)."""
-
-    iters: NonNegInt = 0
-    lr: Pos = 5e-4
-    poly_iters: PosInt = 20000
-
-
-@section
 class ActiveConfig:
     """Target-label acquisition (METHOD.md section 1)."""
 
@@ -233,7 +224,6 @@ class Config:
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
-    warmup: WarmupConfig = Field(default_factory=WarmupConfig)
     active: ActiveConfig = Field(default_factory=ActiveConfig)
     loss: LossConfig = Field(default_factory=LossConfig)
     lse: LSEConfig = Field(default_factory=LSEConfig)

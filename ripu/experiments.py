@@ -3,8 +3,12 @@
 ```yaml
 name: synthetic                  # MLflow experiment and runs/<name>/ folder
 base: {optim.iters: 600}         # dotted overrides applied to every trial
+warmups:                         # stage-1 runs trials may start from (see ripu.warmups)
+  source_only: {optim.lr: 0.02, optim.iters: 1500, optim.poly_iters: 1500}
+init: source_only                # where trials start: imagenet (default) or a warm-up name
 grid:                            # blocks; each block is the cartesian product of its lists
   - {train.kind: [source_only, supervised], seed: [0, 1, 2]}
+  - {init: imagenet, train.kind: [active], seed: [0]}   # a block's own init
 search:                          # instead of grid: sampled points + an early-stopping scheduler
   num_samples: 8
   metric: val/miou
@@ -33,13 +37,15 @@ from pydantic import AfterValidator, Field
 from ripu.config import Config, Int, Invalid, Str, apply_overrides, read_yaml, section, validated
 from ripu.errors import ConfigError
 from ripu.kinds import get_kind
+from ripu.names import STRATEGY_MODES
+from ripu.warmups import IMAGENET, INIT_KEY, Warmup, check_init, parse_warmups
 
-TOP_KEYS = ("name", "description", "base", "grid", "search")
+TOP_KEYS = ("name", "description", "base", "warmups", "init", "grid", "search")
 SCHEDULERS = {"asha": ("grace_period", "reduction_factor", "max_t", "brackets"), "fifo": ()}
 SAMPLERS = ("choice", "uniform", "quniform", "loguniform", "qloguniform", "randint",
             "qrandint", "lograndint", "qlograndint", "randn", "qrandn")
 # Sections that describe where and how trials run, not what they compute: set in params.yaml.
-RESERVED = ("tracking", "sweep", "report", "synth", "warmup")
+RESERVED = ("tracking", "sweep", "report", "synth")
 # Path-valued keys made absolute by `load_experiment(..., root=)`: Ray trials change folder.
 PATH_KEYS = ("data.source_root", "data.target_root", "model.pretrained")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -49,11 +55,13 @@ NAMED_KEYS = ("train.kind", "active.strategy", "active.budget", "active.points",
 
 @dataclass(frozen=True)
 class Trial:
-    """One point of a sweep: its folder/run name, its overrides and the validated config."""
+    """One point of a sweep: its folder/run name, its overrides, the validated config and
+    where it starts (``imagenet`` or a warm-up name, see :mod:`ripu.warmups`)."""
 
     name: str
     overrides: dict[str, Any]
     cfg: Config
+    init: str = IMAGENET
 
 
 @dataclass(frozen=True)
@@ -65,6 +73,7 @@ class Experiment:
     trials: list[Trial]
     base: dict[str, Any] = field(default_factory=dict)
     search: Search | None = None
+    warmups: dict[str, Warmup] = field(default_factory=dict)
 
     def trial(self, name: str) -> Trial:
         for t in self.trials:
@@ -122,13 +131,11 @@ def trial_name(cfg: Config, shown: Mapping[str, Any], varied: set[str]) -> str:
     strategies, ``b<fraction>`` otherwise); then every other key of ``shown`` (the trial's grid
     point or sample) as ``<leaf><value>`` (the full key when two keys share a leaf); seed last.
     """
-    from ripu.acquisition import get_strategy
-
     parts = [cfg.train.kind]
     used = {"train.kind", "seed"}
     if get_kind(cfg.train.kind).selects:
         a = cfg.active
-        mode = getattr(get_strategy(a.strategy), "mode", "region")
+        mode = STRATEGY_MODES[a.strategy]
         parts += [a.strategy, f"p{a.points}" if mode == "point" else f"b{_token(a.budget)}"]
         used |= {"active.strategy", "active.points" if mode == "point" else "active.budget"}
     leaves = [k.split(".")[-1] for k in varied]
@@ -143,13 +150,13 @@ def trial_name(cfg: Config, shown: Mapping[str, Any], varied: set[str]) -> str:
 
 
 def _build_trial(base_cfg: Config, name: str, base: dict, point: dict, path: Path,
-                 varied: set[str]) -> Trial:
+                 varied: set[str], init: str = IMAGENET) -> Trial:
     overrides = {**base, **point}
     try:
         cfg = apply_overrides(base_cfg, {**overrides, "tracking.experiment": name})
     except ConfigError as exc:
         raise _err(path, str(exc).removeprefix("overrides: ")) from None
-    return Trial(trial_name(cfg, point, varied), overrides, cfg)
+    return Trial(trial_name(cfg, point, varied), overrides, cfg, init)
 
 
 # ----------------------------------------------------------------------------- grid
@@ -288,6 +295,13 @@ def load_experiment(path: str | Path, base_cfg: Config, *, root: Path | None = N
     base = _resolve_paths(base, root)
     if ("grid" in raw) == ("search" in raw):
         raise _err(path, "expected exactly one of grid (a list of blocks) or search")
+    declared = raw.get("warmups")
+    if isinstance(declared, dict):
+        for wname, over in declared.items():
+            _check_keys(_mapping(over, path, f"warmups.{wname}"), path, f"warmups.{wname}")
+        declared = {w: _resolve_paths(o, root) for w, o in declared.items()}
+    warmups = parse_warmups(declared, base_cfg, base, path)
+    default_init = check_init(raw.get(INIT_KEY, IMAGENET), warmups, f"{path}: init")
 
     search = None
     if "grid" in raw:
@@ -295,11 +309,14 @@ def load_experiment(path: str | Path, base_cfg: Config, *, root: Path | None = N
     else:
         search = parse_search(raw["search"], path)
         points = sample_points(search, path)
+    inits = [check_init(p.pop(INIT_KEY, default_init), warmups, f"{path}: grid.init")
+             for p in points]
     varied = {k for p in points for k in p if len({repr(q.get(k)) for q in points}) > 1}
-    trials = [_build_trial(base_cfg, name, base, _resolve_paths(p, root), path, varied)
-              for p in points]
+    trials = [_build_trial(base_cfg, name, base, _resolve_paths(p, root), path, varied, init)
+              for p, init in zip(points, inits, strict=True)]
     if search is not None:  # samples may repeat a value: number them
-        trials = [Trial(f"{i:03d}-{t.name}", t.overrides, t.cfg) for i, t in enumerate(trials)]
+        trials = [Trial(f"{i:03d}-{t.name}", t.overrides, t.cfg, t.init)
+                  for i, t in enumerate(trials)]
     seen: dict[str, int] = {}
     for i, t in enumerate(trials):
         if t.name in seen:
@@ -311,4 +328,4 @@ def load_experiment(path: str | Path, base_cfg: Config, *, root: Path | None = N
             raise _err(path, "search: the asha scheduler needs train.eval_every > 0 (set it "
                              f"in base) so trials report {search.metric} while training")
     return Experiment(name=name, path=path.resolve(), trials=trials, base=dict(base),
-                      search=search)
+                      search=search, warmups=warmups)

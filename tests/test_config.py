@@ -136,6 +136,7 @@ def test_registry_names_are_the_registries_keys():
 
     assert set(names.ARCHS) == set(MODELS) and set(names.BACKBONES) == set(BACKBONES)
     assert set(names.DATASETS) == set(DATASETS) and set(names.STRATEGIES) == set(STRATEGIES)
+    assert names.STRATEGY_MODES == {name: s.mode for name, s in STRATEGIES.items()}
     assert set(names.TARGET_DATASETS) <= set(names.DATASETS)
     for arch in names.ARCHS:  # each name the config accepts builds
         assert config_from_dict({"model": {"arch": arch}}).model.arch == arch

@@ -40,7 +40,7 @@ TRIALS = {FIRST, "active-ripu_region-b0.022-s1", "source_only-s0", LAST}
 DRIVER = """
 import os, signal, sys, time
 from pathlib import Path
-from pipelines.common import RAY_RESULTS, RUNS, WARMUP_MODEL, load_params
+from pipelines.common import RAY_RESULTS, RUNS, WARMUPS, load_params
 from pipelines.sweep import exit_now
 from ripu.engine.callbacks import Callback
 from ripu.sweep import run_sweep
@@ -73,7 +73,7 @@ root = Path.cwd()
 cfg = load_params(root)
 hook = InterruptAt(sys.argv[1], sys.argv[2], int(sys.argv[3]), os.getpgrp(), sys.argv[4])
 try:
-    run_sweep(cfg, cfg.sweep.experiment, init=root / WARMUP_MODEL, out_dir=root / RUNS,
+    run_sweep(cfg, cfg.sweep.experiment, warmups=root / WARMUPS, out_dir=root / RUNS,
               progress=False, storage=root / RAY_RESULTS, callbacks=[hook])
 except KeyboardInterrupt:
     exit_now(130)  # as the sweep stage does
@@ -85,8 +85,8 @@ def _repo(dest: Path, env: dict) -> Path:
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["optim"].update(iters=ITERS, poly_iters=ITERS)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    (repo / "experiments" / "tiny.yaml").write_text(yaml.safe_dump(
-        {"name": params["tracking"]["experiment"], "grid": GRID}))
+    experiment = yaml.safe_load((repo / "experiments" / "tiny.yaml").read_text())
+    (repo / "experiments" / "tiny.yaml").write_text(yaml.safe_dump({**experiment, "grid": GRID}))
     for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"],
                 ["dvc", "config", "core.analytics", "false"]):
         _run(cmd, repo, env)

@@ -130,7 +130,7 @@ class IterationBatches(torch.utils.data.Dataset):
                     label.numpy().astype(np.uint8), size)).long()
             if self.target_labels.labelled is not None:
                 mask = self.target_labels.labelled[item["id"]]
-                if mask.shape != image.shape[-2:]:
+                if mask.ndim and mask.shape != image.shape[-2:]:  # 0-d: nothing labelled yet
                     mask = self.target.transform.label_to(mask, size)
                 mask = torch.from_numpy(np.ascontiguousarray(mask))
                 label = torch.where(mask, label, torch.full_like(label, IGNORE))

@@ -78,6 +78,7 @@ class TrialCheckpoint:
     config_hash: str
     num_classes: int
     arch: str
+    backbone: str | None = None
     seconds: float = 0.0
     torch_rng: torch.Tensor | None = None
     pseudo: dict[str, np.ndarray] | None = field(default=None, repr=False)
@@ -89,7 +90,7 @@ def save_trial_checkpoint(path: str | Path, ckpt: TrialCheckpoint) -> Path:
         "version": CHECKPOINT_VERSION, "model": ckpt.model, "optimizer": ckpt.optimizer,
         "iteration": ckpt.iteration, "rounds_done": ckpt.rounds_done,
         "config_hash": ckpt.config_hash, "num_classes": ckpt.num_classes, "arch": ckpt.arch,
-        "seconds": ckpt.seconds,
+        "backbone": ckpt.backbone, "seconds": ckpt.seconds,
         "torch_rng": ckpt.torch_rng if ckpt.torch_rng is not None else torch.get_rng_state(),
         "pseudo": {k: torch.from_numpy(v) for k, v in (ckpt.pseudo or {}).items()},
     }
@@ -115,7 +116,7 @@ def load_trial_checkpoint(path: str | Path, config_hash: str) -> TrialCheckpoint
         model=raw["model"], optimizer=raw["optimizer"], iteration=raw["iteration"],
         rounds_done=raw["rounds_done"], config_hash=raw["config_hash"],
         num_classes=raw.get("num_classes", 0), arch=raw.get("arch", ""),
-        seconds=raw.get("seconds", 0.0), torch_rng=raw["torch_rng"],
+        backbone=raw.get("backbone"), seconds=raw.get("seconds", 0.0), torch_rng=raw["torch_rng"],
         pseudo={k: v.numpy() for k, v in raw["pseudo"].items()} or None)
 
 

@@ -45,6 +45,7 @@ from ripu.selftrain.runner import full_pseudo_labels
 from ripu.selftrain.train import train_lse
 from ripu.tracking import check_uri
 from ripu.trial import trial_config_hash
+from ripu.warmups import model_signature
 
 
 class Trainer:
@@ -135,9 +136,8 @@ class Trainer:
         ckpt = TrialCheckpoint(
             model=self.model.state_dict(), optimizer=self.optimizer.state_dict(),
             iteration=self.iteration, rounds_done=self.rounds_done,
-            config_hash=trial_config_hash(self.cfg), num_classes=self.cfg.data.num_classes,
-            arch=self.cfg.model.arch, seconds=self.seconds, torch_rng=torch.get_rng_state(),
-            pseudo=self.pseudo)
+            config_hash=trial_config_hash(self.cfg), **model_signature(self.cfg),
+            seconds=self.seconds, torch_rng=torch.get_rng_state(), pseudo=self.pseudo)
         self.callbacks.on_before_checkpoint(self, path)
         save_trial_checkpoint(path, ckpt)
         self.callbacks.on_checkpoint(self, path)

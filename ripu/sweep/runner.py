@@ -36,16 +36,20 @@ from ripu.sweep.progress import start_line
 from ripu.sweep.session import fit, services
 from ripu.sweep.state import Plan, finished_results, plan, run_id_file
 from ripu.tracking import absolute_uri, check_uri
+from ripu.warmups import check_inits, trial_inits
 
 STATUSES = ("finished", "skipped", "stopped", "failed")
 
 
-def validate_inputs(trials: Sequence[Trial], init: str | None) -> None:
-    """Fail before Ray starts (RipuError) when a trial's datasets, model or ``init``
-    checkpoint are bad: checked once per distinct data and model section."""
+def validate_inputs(trials: Sequence[Trial], inits: dict[str, str | None]) -> None:
+    """Fail before Ray starts (RipuError) when a trial's datasets, model or init
+    checkpoint are bad: checked once per distinct data and model section and init."""
+    check_inits(trials, inits)  # architecture, backbone, classes: one line naming the trial
     seen = set()
     for trial in trials:
-        key = (trial.cfg.data, trial.cfg.model, get_kind(trial.cfg.train.kind).uses_source)
+        init = inits[trial.name]
+        key = (trial.cfg.data, trial.cfg.model, get_kind(trial.cfg.train.kind).uses_source,
+               init)
         if key not in seen:
             seen.add(key)
             Trainer(trial.cfg, Path(tempfile.gettempdir()), init=init, progress=False)
@@ -65,11 +69,14 @@ def _plans(exp: Experiment, out_root: Path, known: dict[str, Any]) -> dict[str, 
 
 
 def run_sweep(cfg: Config, experiment_file: str | Path, *, init: str | Path | None = None,
-              out_dir: str | Path = Path("runs"), progress: bool = True,
+              warmups: str | Path | None = None, out_dir: str | Path = Path("runs"),
+              progress: bool = True,
               ray_address: str | None = None, storage: str | Path | None = None,
               callbacks: Sequence[Callback] = ()) -> list[dict[str, Any]]:
     """Run every trial of ``experiment_file`` with Ray Tune; per-trial results in file order.
 
+    Trials start from the checkpoints their rows declare: ImageNet weights, or a warm-up
+    ``<warmups>/<experiment>/<name>.pt``; ``init`` replaces them all.
     Each result is the trial's results.json plus ``trial``, ``status`` (``finished``,
     ``skipped``: finished earlier, or ``stopped``: by the search scheduler) and ``dir``.
     ``storage`` is Ray Tune's own folder (default: a temporary folder, removed afterwards);
@@ -88,13 +95,15 @@ def run_sweep(cfg: Config, experiment_file: str | Path, *, init: str | Path | No
     uri = absolute_uri(cfg.tracking.uri, Path.cwd())
     check_uri(uri)
     out_root = (Path(out_dir) / exp.name).resolve()
-    validate_inputs(exp.trials, init_path)
+    inits = trial_inits(exp.trials, exp.name, init=init_path, folder=warmups)
+    validate_inputs(exp.trials, inits)
     started = time.perf_counter()
 
     known = runs_by_id(uri, exp.name)
     plans = _plans(exp, out_root, known)
     todo = [t for t in exp.trials if plans[t.name] is not Plan.DONE]
-    info = {"experiment_file": str(exp.path), "trials": len(exp.trials), "init": init_path,
+    info = {"experiment_file": str(exp.path), "trials": len(exp.trials),
+            "init": init_path or ", ".join(sorted({t.init for t in exp.trials})),
             "ray_address": ray_address or os.environ.get("RAY_ADDRESS") or "local",
             "max_concurrent": cfg.sweep.max_concurrent, "max_failures": cfg.sweep.max_failures,
             "cpus_per_trial": cfg.sweep.cpus_per_trial, "gpus_per_trial": cfg.sweep.gpus_per_trial}
@@ -102,7 +111,7 @@ def run_sweep(cfg: Config, experiment_file: str | Path, *, init: str | Path | No
     print(start_line(exp.name, {p.value: sum(v is p for v in plans.values()) for p in Plan}),
           flush=True)
     try:
-        results, failed = _run(cfg, exp, todo, out_root=out_root, init=init_path, uri=uri,
+        results, failed = _run(cfg, exp, todo, out_root=out_root, inits=inits, uri=uri,
                                parent_id=parent.run_id, address=ray_address, storage=storage,
                                progress=progress, callbacks=callbacks)
         counts = {s: sum(r["status"] == s for r in results) for s in STATUSES}
@@ -121,8 +130,8 @@ def run_sweep(cfg: Config, experiment_file: str | Path, *, init: str | Path | No
     return results
 
 
-def _run(cfg: Config, exp: Experiment, todo: list[Trial], *, out_root: Path, init: str | None,
-         uri: str, parent_id: str, address: str | None, storage: str | Path | None,
+def _run(cfg: Config, exp: Experiment, todo: list[Trial], *, out_root: Path,
+         inits: dict[str, str | None], uri: str, parent_id: str, address: str | None, storage: str | Path | None,
          progress: bool, callbacks: Sequence[Callback]
          ) -> tuple[list[dict[str, Any]], list[str]]:
     """Run ``todo`` in a Ray session (none when empty); the collected results."""
@@ -133,7 +142,7 @@ def _run(cfg: Config, exp: Experiment, todo: list[Trial], *, out_root: Path, ini
     store.mkdir(parents=True, exist_ok=True)
     try:
         with services(cfg, uri, address, len(todo)) as server_uri:
-            grid = fit(cfg, exp, todo, out_root=out_root, init=init, tracking_uri=server_uri,
+            grid = fit(cfg, exp, todo, out_root=out_root, inits=inits, tracking_uri=server_uri,
                        parent_id=parent_id, storage=store,
                        done_before=len(exp.trials) - len(todo), progress=progress,
                        callbacks=callbacks)

@@ -112,8 +112,8 @@ def _scheduler(exp: Experiment, max_t: int):
                          max_t=int(opts.pop("max_t", max_t)), stop_last_trials=False, **opts)
 
 
-def fit(cfg: Config, exp: Experiment, todo: list[Trial], *, out_root: Path, init: str | None,
-        tracking_uri: str, parent_id: str, storage: Path, done_before: int, progress: bool,
+def fit(cfg: Config, exp: Experiment, todo: list[Trial], *, out_root: Path,
+        inits: dict[str, str | None], tracking_uri: str, parent_id: str, storage: Path, done_before: int, progress: bool,
         callbacks: Sequence[Callback]) -> Any:
     """Run ``todo`` with Ray Tune (a line per finished trial, see :mod:`ripu.sweep.progress`);
     returns the ResultGrid. A KeyboardInterrupt propagates at once."""
@@ -122,7 +122,7 @@ def fit(cfg: Config, exp: Experiment, todo: list[Trial], *, out_root: Path, init
     os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
     s = cfg.sweep
     trainable = tune.with_parameters(
-        trial_main, trials={t.name: t for t in todo}, out_root=str(out_root), init=init,
+        trial_main, trials={t.name: t for t in todo}, out_root=str(out_root), inits=inits,
         tracking_uri=tracking_uri, parent_run_id=parent_id, experiment=exp.name,
         callbacks=list(callbacks))
     trainable = tune.with_resources(trainable, trial_resources(s))

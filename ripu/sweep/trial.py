@@ -1,7 +1,7 @@
 """The trial side of a sweep: the Ray Tune function trainable that runs one trial.
 
 It runs :func:`ripu.engine.trainer.run_trial` (or its data-parallel variant) in
-``<out_root>/<trial>/``, starting from the ``init`` checkpoint, and follows
+``<out_root>/<trial>/``, starting from the checkpoint its row declares, and follows
 :mod:`ripu.sweep.state`: a committed trial is reported and skipped, a checkpoint of the same
 config is resumed (a trial whose completion was cut in two only evaluates again), anything
 else starts afresh.
@@ -50,8 +50,8 @@ class RayReport(Callback):
 
 
 def trial_main(config: dict[str, Any], *, trials: dict[str, Trial], out_root: str,
-               init: str | None, tracking_uri: str, parent_run_id: str, experiment: str,
-               callbacks: Sequence[Callback] = ()) -> None:
+               inits: dict[str, str | None], tracking_uri: str, parent_run_id: str,
+               experiment: str, callbacks: Sequence[Callback] = ()) -> None:
     """The Ray Tune function trainable: run, resume, commit or skip one trial.
 
     ``callbacks`` run before the tracking callback, so they see each event before the
@@ -60,7 +60,7 @@ def trial_main(config: dict[str, Any], *, trials: dict[str, Trial], out_root: st
     from ray import tune
 
     trial = trials[config["trial"]]
-    out = Path(out_root) / trial.name
+    out, init = Path(out_root) / trial.name, inits[trial.name]
     run_id = stored_run_id(out)
     if plan(out, trial.cfg, get_run(tracking_uri, run_id) if run_id else None) is Plan.DONE:
         # e.g. Ray retries an attempt that died after its commit
@@ -74,7 +74,8 @@ def trial_main(config: dict[str, Any], *, trials: dict[str, Trial], out_root: st
     tracking = TrackingCallback.for_trial(
         apply_overrides(trial.cfg, {"tracking.uri": tracking_uri}), out, resume=same_run,
         parent_run_id=parent_run_id, run_name=trial.name,
-        extra_tags={"ripu.trial": trial.name, "ripu.experiment": experiment})
+        extra_tags={"ripu.trial": trial.name, "ripu.experiment": experiment,
+                    "ripu.init": init or "imagenet"})
     if trial.cfg.sweep.workers_per_trial > 1:  # data-parallel over Ray Train workers
         results = run_trial_distributed(trial.cfg, out, init=init, resume=resume,
                                         progress=False, callbacks=[*callbacks, tracking],
