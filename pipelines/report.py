@@ -1,7 +1,7 @@
 """DVC stage `report`: MLflow runs of ``tracking.experiment`` -> ``report.out`` (tables,
 figures, DVC metrics and plots). Run as ``python -m pipelines.report``.
 
-Reads ``params.yaml`` of the repository root (the folder holding it, found from this file's
+Reads ``params.yaml`` (or ``--params FILE``) of the repository root (the folder holding it, found from this file's
 path, not the working directory); a relative SQLite tracking URI and ``report.out`` are
 resolved against that root (:func:`pipelines.common.load_params`).
 """
@@ -11,26 +11,26 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from pipelines.common import PARAMS, load_params, params_file
+from ripu.errors import exit_status
+from ripu.report import build_report
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def main(root: Path = ROOT) -> int:
-    """Build the report for the params file in ``root``; 2 on bad input (one line on stderr)."""
-    from pipelines.common import load_params
-    from ripu.errors import RipuError
-    from ripu.report import build_report
-
-    try:
-        cfg = load_params(root)
-        info = build_report(cfg.tracking.uri, experiment=cfg.tracking.experiment,
-                            out_dir=cfg.report.out)
-    except RipuError as exc:
-        print(f"ripu: error: {exc}", file=sys.stderr)
-        return 2
+def _report(root: Path, params: str) -> None:
+    cfg = load_params(root, params)
+    info = build_report(cfg.tracking.uri, experiment=cfg.tracking.experiment,
+                        out_dir=cfg.report.out)
     print(f"report: {info['runs']} runs in {info['groups']} groups, best {info['best']} "
           f"-> {cfg.report.out}")
-    return 0
+
+
+def main(root: Path = ROOT, params: str = PARAMS) -> int:
+    """Build the report for the params file ``params`` (``--params FILE``, default
+    params.yaml) in ``root``; 2 on bad input (one line on stderr)."""
+    return exit_status(_report, root, params)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(params=params_file()))

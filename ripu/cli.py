@@ -11,12 +11,21 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ripu.errors import RipuError
+from ripu.acquisition import LabelState, latest_round
+from ripu.acquisition.export import export_round
+from ripu.config import Config, dump_yaml, load_config, params_hash
+from ripu.data.synthetic import generate
+from ripu.engine.build import build_datasets, build_model_from, select_device
+from ripu.engine.checkpoint import load_weights
+from ripu.engine.evaluate import EvalResult, evaluate
+from ripu.engine.selection import run_round
+from ripu.engine.trainer import run_trial
+from ripu.errors import RipuError, exit_status
+from ripu.report import build_report
+from ripu.sweep import run_sweep
 
 
-def _load(args: argparse.Namespace):
-    from ripu.config import load_config
-
+def _load(args: argparse.Namespace) -> Config:
     return load_config(args.params, args.set)
 
 
@@ -28,12 +37,46 @@ def _common(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return p
 
 
+# ----------------------------------------------------------------------------- helpers
+
+
+def select_cli(cfg: Config, checkpoint: str | Path, masks_dir: Path, round_index: int | None,
+               progress: bool = True) -> Path:
+    """`ripu select`: the next round file of ``masks_dir`` from a checkpoint."""
+    device = select_device(cfg.train.device)
+    target = build_datasets(cfg, only=("target",))["target"]
+    model = build_model_from(cfg, device)
+    load_weights(model, checkpoint)
+    last = latest_round(masks_dir)
+    state = LabelState.load(last[1]) if last else LabelState()
+    if round_index is None:
+        round_index = last[0] + 1 if last else 0
+    elif last and round_index != last[0] + 1:
+        raise RipuError(f"--round {round_index}: the last complete round in {masks_dir} is "
+                        f"{last[0]}, expected --round {last[0] + 1}")
+    elif not last and round_index != 0:
+        raise RipuError(f"--round {round_index}: {masks_dir} has no round file, expected 0")
+    state = run_round(cfg, model, target, state, round_index, device=device, progress=progress)
+    path = Path(masks_dir) / f"round_{round_index}.npz"
+    state.save(path)
+    return path
+
+
+def evaluate_checkpoint(cfg: Config, checkpoint: str | Path, *, flip: bool = False,
+                        progress: bool = True) -> EvalResult:
+    """`ripu evaluate`: a checkpoint on the target val split at ``data.eval_size``."""
+    device = select_device(cfg.train.device)
+    val = build_datasets(cfg, only=("val",))["val"]
+    model = build_model_from(cfg, device)
+    load_weights(model, checkpoint)
+    return evaluate(model, val, cfg.data.num_classes, input_size=cfg.data.eval_size,
+                    flip=flip, device=device, batch_size=1, progress=progress)
+
+
 # ----------------------------------------------------------------------------- handlers
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
-    from ripu.config import dump_yaml, params_hash
-
     cfg = _load(args)
     sys.stdout.write(dump_yaml(cfg))
     print(f"# ok: {args.params} is valid (params hash {params_hash(cfg)})", file=sys.stderr)
@@ -41,8 +84,6 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
 
 def cmd_data_synth(args: argparse.Namespace) -> int:
-    from ripu.data.synthetic import generate
-
     cfg = _load(args)
     s = cfg.synth
     out = Path(args.out or s.out)
@@ -54,8 +95,6 @@ def cmd_data_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_data_check(args: argparse.Namespace) -> int:
-    from ripu.engine.build import build_datasets
-
     cfg = _load(args)
     sets = build_datasets(cfg, augment=False)
     for name, ds in sets.items():
@@ -66,8 +105,6 @@ def cmd_data_check(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from ripu.engine.trainer import run_trial
-
     cfg = _load(args)
     result = run_trial(cfg, Path(args.out), init=args.init, resume=args.resume,
                        progress=not args.quiet)
@@ -76,8 +113,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_select(args: argparse.Namespace) -> int:
-    from ripu.engine.trainer import select_cli
-
     cfg = _load(args)
     path = select_cli(cfg, checkpoint=args.checkpoint, masks_dir=Path(args.masks),
                       round_index=args.round, progress=not args.quiet)
@@ -86,9 +121,6 @@ def cmd_select(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from ripu.acquisition.export import export_round
-    from ripu.engine.build import build_datasets
-
     cfg = _load(args)
     target = build_datasets(cfg, augment=False, only=("target",))["target"]
     export_round(Path(args.round_file), target, Path(args.out), previews=not args.no_previews)
@@ -97,8 +129,6 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from ripu.engine.trainer import evaluate_checkpoint
-
     cfg = _load(args)
     res = evaluate_checkpoint(cfg, args.checkpoint, flip=args.flip, progress=not args.quiet)
     for key, value in res.summary.items():
@@ -108,17 +138,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from ripu.sweep import run_sweep
-
     cfg = _load(args)
     run_sweep(cfg, experiment_file=Path(args.experiment or cfg.sweep.experiment),
-              init=args.init, out_dir=Path(args.out), progress=not args.quiet)
+              init=args.init, warmups=Path(args.warmups), out_dir=Path(args.out),
+              progress=not args.quiet)
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from ripu.report import build_report
-
     cfg = _load(args)
     out = Path(args.out or cfg.report.out)
     build_report(cfg.tracking.uri, experiment=args.experiment or cfg.tracking.experiment,
@@ -157,7 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add(sub, "train", cmd_train, "run one trial end to end (train.kind, active.*)")
     p.add_argument("--out", required=True, help="trial folder: checkpoints, masks, results")
-    p.add_argument("--init", help="checkpoint to start from (e.g. models/warmup.pt)")
+    p.add_argument("--init",
+                   help="checkpoint to start from (e.g. models/synthetic/source_only.pt)")
     p.add_argument("--resume", action="store_true",
                    help="continue from the trial folder's last checkpoint")
 
@@ -178,7 +206,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add(sub, "sweep", cmd_sweep, "run an experiment file's trials with Ray Tune")
     p.add_argument("--experiment", help="experiment YAML (default: sweep.experiment)")
-    p.add_argument("--init", help="warm-up checkpoint every trial starts from")
+    p.add_argument("--init", help="checkpoint every trial starts from, instead of the init "
+                                  "each row declares")
+    p.add_argument("--warmups", default="models",
+                   help="folder of the declared warm-ups, <experiment>/<name>.pt (default: "
+                        "models)")
     p.add_argument("--out", default="runs", help="trial folders root (default: runs)")
 
     p = add(sub, "report", cmd_report, "tables and figures from the MLflow runs")
@@ -188,16 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except RipuError as exc:
-        print(f"ripu: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("ripu: interrupted", file=sys.stderr)
-        return 130
+    args = build_parser().parse_args(argv)
+    return exit_status(args.func, args)
 
 
 if __name__ == "__main__":

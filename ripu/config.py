@@ -1,8 +1,12 @@
 """Typed, validated experiment configuration: one frozen dataclass per params.yaml section.
 
 `load_config(path, overrides)` reads a params file, applies ``section.key=value`` overrides
-(as ``dvc exp run -S`` does) and returns a frozen :class:`Config`. Unknown keys, wrong types and
-out-of-range values raise :class:`ConfigError` naming the full key path and what was expected.
+(as ``dvc exp run -S`` does) and returns a frozen :class:`Config`. The sections are pydantic
+dataclasses: strict types (no bool for a number, no string for an integer), ranges, unknown
+keys refused. :func:`validated` turns pydantic's first error into a one-line
+:class:`ConfigError` naming the full key path and what was expected. Registry-backed names are
+checked against the registries (:mod:`ripu.kinds`, and :mod:`ripu.names` for the torch-backed
+ones), so loading a config imports no torch.
 """
 
 from __future__ import annotations
@@ -12,304 +16,314 @@ import hashlib
 import json
 import types
 import typing
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
+from pydantic import AfterValidator, ConfigDict, Field, Strict, TypeAdapter, ValidationError
+from pydantic.dataclasses import dataclass
 
+from ripu import names
 from ripu.errors import ConfigError
+from ripu.kinds import kind_names
 
-TRIAL_KINDS = ("source_only", "supervised", "active", "source_free", "lse", "hybrid")
+T = TypeVar("T")
+
+# Every section: frozen, unknown keys refused.
+section = dataclass(frozen=True, config=ConfigDict(extra="forbid"))
+
+# Strict scalars (an integer is accepted where a number is expected) and their ranges.
+Int = Annotated[int, Strict()]
+Float = Annotated[float, Strict()]
+Bool = Annotated[bool, Strict()]
+Str = Annotated[str, Strict()]
+NonNegInt = Annotated[Int, Field(ge=0)]
+PosInt = Annotated[Int, Field(ge=1)]
+NonNeg = Annotated[Float, Field(ge=0)]
+Pos = Annotated[Float, Field(gt=0)]
+Unit = Annotated[Float, Field(ge=0, le=1)]
+OpenUnit = Annotated[Float, Field(gt=0, le=1)]  # (0, 1]
+Size = tuple[Int, Int]  # (W, H)
+
+# Names the registries hold.
+Arch = Literal[names.ARCHS]  # type: ignore[valid-type]
+Backbone = Literal[names.BACKBONES]  # type: ignore[valid-type]
+Dataset = Literal[names.DATASETS]  # type: ignore[valid-type]
+TargetDataset = Literal[names.TARGET_DATASETS]  # type: ignore[valid-type]
+Kind = Literal[kind_names()]  # type: ignore[valid-type]
 
 
-def _range(lo: float | None = None, hi: float | None = None, lo_open: bool = False) -> dict:
-    """Field metadata: value must lie in [lo, hi] (or (lo, hi] when ``lo_open``)."""
-    return {"lo": lo, "hi": hi, "lo_open": lo_open}
+def _known_strategy(name: str) -> str:
+    if name not in names.STRATEGIES:
+        raise ValueError(f"unknown strategy {name!r}, expected one of "
+                         f"{', '.join(sorted(names.STRATEGIES))}")
+    return name
 
 
-def _f(default: Any, **rng: Any) -> Any:
-    """A dataclass field with a default (copied when mutable) and an optional range."""
-    if isinstance(default, list | dict):
-        return field(default_factory=lambda: type(default)(default), metadata=_range(**rng))
-    return field(default=default, metadata=_range(**rng))
+StrategyName = Annotated[Str, AfterValidator(_known_strategy)]
 
 
-@dataclass(frozen=True)
+class Invalid(ValueError):
+    """A check across keys found ``key`` (relative to the checked section) wrong."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+@section
 class SynthConfig:
     """The embedded synthetic domain-shift benchmark (`ripu data synth`)."""
 
-    out: str = "data/synthetic"
-    seed: int = _f(0, lo=0)
-    source_images: int = _f(240, lo=1)
-    target_train: int = _f(160, lo=1)
-    target_val: int = _f(60, lo=1)
-    height: int = _f(128, lo=32)
-    width: int = _f(256, lo=32)
+    out: Str = "data/synthetic"
+    seed: NonNegInt = 0
+    source_images: PosInt = 240
+    target_train: PosInt = 160
+    target_val: PosInt = 60
+    height: Annotated[Int, Field(ge=32)] = 128
+    width: Annotated[Int, Field(ge=32)] = 256
 
 
-@dataclass(frozen=True)
+@section
 class DataConfig:
     """Source and target datasets and how images are fed to the network."""
 
-    source: Literal["gta5", "synthia", "cityscapes"] = "gta5"
-    source_root: str = "data/synthetic/source"
-    target: Literal["cityscapes"] = "cityscapes"
-    target_root: str = "data/synthetic/target"
+    source: Dataset = "gta5"
+    source_root: Str = "data/synthetic/source"
+    target: TargetDataset = "cityscapes"
+    target_root: Str = "data/synthetic/target"
     num_classes: Literal[19, 16] = 19
-    source_size: tuple[int, int] = (256, 128)  # (W, H) source resize
-    target_size: tuple[int, int] = (256, 128)  # (W, H) target resize (training and selection)
-    eval_size: tuple[int, int] = (256, 128)  # (W, H) evaluation input; logits upsampled to labels
-    crop: tuple[int, int] | None = None  # (W, H) random crop after resize
-    flip: bool = True
-    class_balance: bool = True
-    workers: int = _f(0, lo=0)
+    source_size: Size = (256, 128)  # (W, H) source resize
+    target_size: Size = (256, 128)  # (W, H) target resize (training and selection)
+    eval_size: Size = (256, 128)  # (W, H) evaluation input; logits upsampled to labels
+    crop: Size | None = None  # (W, H) random crop after resize
+    flip: Bool = True
+    class_balance: Bool = True
+    class_balance_rule: Literal["uniform", "authors"] = "uniform"  # draw rule (ripu.data.sampling)
+    order: Literal["random", "epochs"] = "random"  # unbalanced draws: independent or shuffled passes
+    resize: Literal["cv2_linear", "pil_bicubic"] = "cv2_linear"  # resize rule (ripu.data.transforms)
+    workers: NonNegInt = 0
 
 
-@dataclass(frozen=True)
+@section
 class ModelConfig:
-    arch: Literal["small", "deeplabv2", "deeplabv3plus"] = "small"
-    backbone: Literal["resnet101", "resnet50"] = "resnet101"
-    pretrained: str | None = None  # local file of ImageNet ResNet weights
-    freeze_bn: bool = True
+    arch: Arch = "small"
+    backbone: Backbone = "resnet101"
+    pretrained: Str | None = None  # local file of ImageNet ResNet weights
+    freeze_bn: Bool = True
+    bn_batch_stats: Bool = False  # with freeze_bn: BN normalises with batch statistics in training
 
 
-@dataclass(frozen=True)
+@section
 class OptimConfig:
     """SGD with poly decay; the head gets ``head_lr_mult`` times the backbone lr."""
 
-    lr: float = _f(2.5e-4, lo=0, lo_open=True)
-    head_lr_mult: float = _f(10.0, lo=0, lo_open=True)
-    momentum: float = _f(0.9, lo=0, hi=1)
-    weight_decay: float = _f(5e-4, lo=0)
-    poly_power: float = _f(0.9, lo=0)
-    poly_iters: int = _f(62500, lo=1)  # length of the poly schedule
-    iters: int = _f(40000, lo=1)  # where training stops
-    batch_source: int = _f(2, lo=1)
-    batch_target: int = _f(2, lo=1)
+    lr: Pos = 2.5e-4
+    head_lr_mult: Pos = 10.0
+    momentum: Unit = 0.9
+    weight_decay: NonNeg = 5e-4
+    poly_power: NonNeg = 0.9
+    poly_iters: PosInt = 62500  # length of the poly schedule
+    iters: PosInt = 40000  # where training stops
+    batch_source: PosInt = 2
+    batch_target: PosInt = 2
+
+    def __post_init__(self) -> None:
+        if self.iters > self.poly_iters:
+            raise Invalid("iters", f"{self.iters} exceeds optim.poly_iters ({self.poly_iters}); "
+                                   f"expected iters <= poly_iters")
 
 
-@dataclass(frozen=True)
-class WarmupConfig:
-    """Source-only training that every trial starts from (the `warmup` stage)."""
-
-    iters: int = _f(0, lo=0)
-    lr: float = _f(5e-4, lo=0, lo_open=True)
-    poly_iters: int = _f(20000, lo=1)
-
-
-@dataclass(frozen=True)
+@section
 class ActiveConfig:
     """Target-label acquisition (METHOD.md section 1)."""
 
-    strategy: str = "ripu_region"
-    budget: float = _f(0.022, lo=0, hi=1, lo_open=True)  # fraction of target pixels
-    points: int = _f(40, lo=1)  # labelled points per image (point strategies)
-    radius: int = _f(1, lo=0)
-    rounds: int = _f(5, lo=1)
-    round_at: list[float] = _f([0.25, 0.30, 0.35, 0.40, 0.45])  # fractions of optim.iters
-    batch_size: int = _f(4, lo=1)  # inference batch for selection
+    strategy: StrategyName = "ripu_region"
+    budget: OpenUnit = 0.022  # fraction of target pixels
+    points: PosInt = 40  # labelled points per image (point strategies)
+    radius: NonNegInt = 1
+    rounds: PosInt = 5
+    round_at: list[Float] = Field(  # fractions of optim.iters
+        default_factory=lambda: [0.25, 0.30, 0.35, 0.40, 0.45])
+    batch_size: PosInt = 4  # inference batch for selection
+    select_size: Literal["train", "label"] = "train"  # score at data.target_size or label size
+
+    def __post_init__(self) -> None:
+        if len(self.round_at) != self.rounds:
+            raise Invalid("round_at", f"expected {self.rounds} values (one per round, "
+                                      f"active.rounds), got {len(self.round_at)}")
+        if any(not 0 <= r < 1 for r in self.round_at) or self.round_at != sorted(self.round_at):
+            raise Invalid("round_at", f"expected increasing fractions in [0, 1), "
+                                      f"got {self.round_at}")
 
 
-@dataclass(frozen=True)
+@section
 class LossConfig:
     """Weights of the RIPU objective (METHOD.md section 2) and the LSE focal term."""
 
-    source_ce: float = _f(1.0, lo=0)
-    target_ce: float = _f(1.0, lo=0)
-    lc: float = _f(0.1, lo=0)
-    nl: float = _f(1.0, lo=0)
-    nl_threshold: float = _f(0.05, lo=0, hi=1, lo_open=True)
-    focal: float = _f(0.1, lo=0)  # beta
-    focal_gamma: float = _f(3.0, lo=0)
+    source_ce: NonNeg = 1.0
+    target_ce: NonNeg = 1.0
+    lc: NonNeg = 0.1
+    nl: NonNeg = 1.0
+    nl_threshold: OpenUnit = 0.05
+    focal: NonNeg = 0.1  # beta
+    focal_gamma: NonNeg = 3.0
 
 
-@dataclass(frozen=True)
+@section
 class LSEConfig:
     """LSE self-training (METHOD.md section 3)."""
 
-    rounds: int = _f(7, lo=1)
-    p_base: float = _f(0.10, lo=0, hi=1)
-    p_step: float = _f(0.05, lo=0, hi=1)
+    rounds: PosInt = 7
+    p_base: Unit = 0.10
+    p_step: Unit = 0.05
     rule: Literal["authors", "per_class"] = "authors"
-    patches: int = _f(4, lo=1)
-    scale: int = _f(2, lo=1)
-    epochs: int = _f(2, lo=1)  # iterations per round = kept images x epochs x patches / batch
+    patches: PosInt = 4
+    scale: PosInt = 2
+    epochs: PosInt = 2  # iterations per round = kept images x epochs x patches / batch
 
 
-@dataclass(frozen=True)
+@section
 class TrainConfig:
-    kind: Literal[TRIAL_KINDS] = "active"  # type: ignore[valid-type]
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: bool = True  # mixed precision when on a GPU
-    threads: int = _f(0, lo=0)  # torch CPU threads (0: torch's default)
-    eval_every: int = _f(0, lo=0)  # 0: only at the end
-    eval_flip: bool = False
-    checkpoint_every: int = _f(500, lo=1)
-    log_every: int = _f(50, lo=1)
-    save_model: bool = False  # log the final checkpoint to MLflow
+    kind: Kind = "active"
+    device: Str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: Bool = True  # mixed precision when on a GPU
+    threads: NonNegInt = 0  # torch CPU threads (0: torch's default)
+    eval_every: NonNegInt = 0  # 0: only at the end
+    eval_flip: Bool = False
+    checkpoint_every: PosInt = 500
+    log_every: PosInt = 50
+    save_model: Bool = False  # log the final checkpoint to MLflow
 
 
-@dataclass(frozen=True)
+@section
 class TrackingConfig:
-    uri: str = "sqlite:///mlflow.db"
-    experiment: str = "synthetic"
+    uri: Str = "sqlite:///mlflow.db"
+    experiment: Str = "synthetic"
 
 
-@dataclass(frozen=True)
+@section
 class SweepConfig:
-    experiment: str = "experiments/synthetic.yaml"
-    cpus_per_trial: float = _f(1.0, lo=0, lo_open=True)
-    gpus_per_trial: float = _f(0.0, lo=0)
-    workers_per_trial: int = _f(1, lo=1)  # >1: data-parallel trial (Ray Train, DDP)
-    max_concurrent: int = _f(2, lo=1)
-    max_failures: int = _f(2, lo=0)
+    experiment: Str = "experiments/synthetic.yaml"
+    cpus_per_trial: Pos = 1.0
+    gpus_per_trial: NonNeg = 0.0
+    workers_per_trial: PosInt = 1  # >1: data-parallel trial (Ray Train, DDP)
+    max_concurrent: PosInt = 2
+    max_failures: NonNegInt = 2
 
 
-@dataclass(frozen=True)
+@section
 class ReportConfig:
-    out: str = "reports"
+    out: Str = "reports"
 
 
-@dataclass(frozen=True)
+@section
 class Config:
-    seed: int = _f(0, lo=0)
-    synth: SynthConfig = field(default_factory=SynthConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    warmup: WarmupConfig = field(default_factory=WarmupConfig)
-    active: ActiveConfig = field(default_factory=ActiveConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
-    lse: LSEConfig = field(default_factory=LSEConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    tracking: TrackingConfig = field(default_factory=TrackingConfig)
-    sweep: SweepConfig = field(default_factory=SweepConfig)
-    report: ReportConfig = field(default_factory=ReportConfig)
+    seed: NonNegInt = 0
+    synth: SynthConfig = Field(default_factory=SynthConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    active: ActiveConfig = Field(default_factory=ActiveConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    lse: LSEConfig = Field(default_factory=LSEConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    sweep: SweepConfig = Field(default_factory=SweepConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
 
 
-# ----------------------------------------------------------------------------- conversion
+# ----------------------------------------------------------------------------- errors
+
+_SCALARS = {type(None): "null", int: "an integer", float: "a number", bool: "true or false",
+            str: "a string", dict: "a mapping"}
 
 
-def _type_name(tp: Any) -> str:
-    origin = typing.get_origin(tp)
+def _strip(tp: Any) -> Any:
+    """``Annotated[X, ...]`` -> ``X``."""
+    while typing.get_origin(tp) is Annotated:
+        tp = typing.get_args(tp)[0]
+    return tp
+
+
+def _expected(tp: Any) -> str:
+    """What a value of annotation ``tp`` looks like in YAML terms."""
+    tp = _strip(tp)
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+        return "one of " + ", ".join(repr(a) for a in args)
     if origin in (typing.Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in typing.get_args(tp))
-    if origin in (tuple, list):
-        return f"a list of {_type_name(typing.get_args(tp)[0])}"
-    if dataclasses.is_dataclass(tp):
-        return "a mapping"
-    return {type(None): "null", int: "an integer", float: "a number", bool: "true or false",
-            str: "a string"}.get(tp, str(tp))
-
-
-def _convert(value: Any, tp: Any, path: str) -> Any:
-    """Check ``value`` against annotation ``tp`` and return it in that type."""
-    origin = typing.get_origin(tp)
-    bad = ConfigError(f"{path}: expected {_type_name(tp)}, got {value!r}")
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise bad
-        return _build(tp, value, path)
-    if origin is Literal:
-        for choice in typing.get_args(tp):
-            if value == choice and type(value) is type(choice):
-                return value
-        raise bad
-    if origin in (typing.Union, types.UnionType):
-        for option in typing.get_args(tp):
-            try:
-                return _convert(value, option, path)
-            except ConfigError:
-                continue
-        raise bad
+        return " or ".join(_expected(a) for a in args)
     if origin is tuple:
-        args = typing.get_args(tp)
-        if not isinstance(value, list | tuple) or len(value) != len(args):
-            raise ConfigError(f"{path}: expected a list of {len(args)} values, got {value!r}")
-        return tuple(_convert(v, a, f"{path}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=False)))
+        return f"a list of {len(args)} values"
     if origin is list:
-        if not isinstance(value, list | tuple):
-            raise bad
-        (arg,) = typing.get_args(tp)
-        return [_convert(v, arg, f"{path}[{i}]") for i, v in enumerate(value)]
-    if tp is type(None):
-        if value is not None:
-            raise bad
-        return None
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise bad
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise bad
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise bad
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise bad
-        return value
-    raise TypeError(f"unsupported annotation {tp!r} at {path}")
+        return f"a list, each {_expected(args[0])}"
+    if origin is dict or dataclasses.is_dataclass(tp):
+        return "a mapping"
+    return _SCALARS.get(tp, str(tp))
 
 
-def _check_range(value: Any, meta: typing.Mapping, path: str) -> None:
-    lo, hi, lo_open = meta.get("lo"), meta.get("hi"), meta.get("lo_open", False)
-    if lo is None and hi is None:
-        return
-    below = value <= lo if lo_open and lo is not None else lo is not None and value < lo
-    above = hi is not None and value > hi
-    if below or above:
-        left = "(" if lo_open else "["
-        lo_s = "-inf" if lo is None else f"{lo:g}"
-        hi_s = "inf" if hi is None else f"{hi:g}"
-        raise ConfigError(f"{path}: {value!r} is out of range, expected a value in "
-                          f"{left}{lo_s}, {hi_s}{']' if hi is not None else ')'}")
+def _interval(metadata: list) -> str:
+    """The bounds among a field's constraints as an interval: ``Gt(0), Le(1)`` -> ``(0, 1]``."""
+    b = {k: getattr(m, k) for m in metadata for k in ("ge", "gt", "le", "lt") if hasattr(m, k)}
+    lo, hi = b.get("gt", b.get("ge")), b.get("lt", b.get("le"))
+    return ("(" if lo is None or "gt" in b else "[") + ("-inf" if lo is None else f"{lo:g}") + \
+        ", " + ("inf" if hi is None else f"{hi:g}") + (")" if hi is None or "lt" in b else "]")
 
 
-def _build(cls: type, raw: dict, prefix: str) -> Any:
-    hints = typing.get_type_hints(cls, include_extras=False)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    for key in raw:
-        if key not in fields:
-            where = f"{prefix}.{key}" if prefix else str(key)
-            raise ConfigError(f"{where}: unknown key, expected one of {', '.join(fields)}")
-    kwargs = {}
-    for name, value in raw.items():
-        path = f"{prefix}.{name}" if prefix else name
-        kwargs[name] = _convert(value, hints[name], path)
-        _check_range(kwargs[name], fields[name].metadata, path)
-    obj = cls(**kwargs)
-    _validate_section(obj, prefix)
-    return obj
+def _locate(cls: type, loc: tuple) -> tuple[Any, Any, Any]:
+    """(annotation, field info or None, dataclass holding the last key) at ``loc``."""
+    tp, info, owner = cls, None, cls
+    for part in loc:
+        tp = _strip(tp)
+        if isinstance(part, str):
+            fields = getattr(tp, "__pydantic_fields__", {})
+            if part not in fields:  # an unknown key
+                return None, None, tp
+            owner, info = tp, fields[part]
+            tp = info.annotation
+        else:  # an item of a list or tuple (of a nullable one too)
+            if typing.get_origin(tp) in (typing.Union, types.UnionType):
+                tp = next(a for a in typing.get_args(tp) if a is not type(None))
+            args, info = typing.get_args(_strip(tp)), None
+            tp = args[0] if typing.get_origin(_strip(tp)) is list else args[part]
+    return tp, info, owner
 
 
-def _validate_section(obj: Any, prefix: str) -> None:
-    """Checks that span several keys of one section."""
-    if isinstance(obj, ActiveConfig):
-        if len(obj.round_at) != obj.rounds:
-            raise ConfigError(f"{prefix}.round_at: expected {obj.rounds} values (one per round, "
-                              f"active.rounds), got {len(obj.round_at)}")
-        if any(not 0 <= r < 1 for r in obj.round_at) or list(obj.round_at) != sorted(obj.round_at):
-            raise ConfigError(f"{prefix}.round_at: expected increasing fractions in [0, 1), "
-                              f"got {obj.round_at}")
-    if isinstance(obj, OptimConfig) and obj.iters > obj.poly_iters:
-        raise ConfigError(f"{prefix}.iters: {obj.iters} exceeds optim.poly_iters "
-                          f"({obj.poly_iters}); expected iters <= poly_iters")
+def _message(err: Any, cls: type, prefix: str) -> str:
+    """One pydantic error as ``<key path>: <what is wrong>, expected <what>``. A field's
+    ``description`` (``Field(description=...)``), where given, is what it expects."""
+    kind, loc = err["type"], tuple(err["loc"])
+    if kind == "missing" and loc and isinstance(loc[-1], int):  # a list too short for a tuple
+        loc = loc[:-1]
+    path = prefix
+    for part in loc:
+        path = f"{path}[{part}]" if isinstance(part, int) else f"{path}.{part}" if path else part
+    tp, info, owner = _locate(cls, loc)
+    if kind == "unexpected_keyword_argument":
+        return f"{path}: unknown key, expected one of {', '.join(owner.__pydantic_fields__)}"
+    if kind == "value_error":
+        exc = err["ctx"]["error"]
+        if isinstance(exc, Invalid):
+            return f"{path + '.' if path else ''}{exc.key}: {exc}"
+        return f"{path}: {exc}"
+    value = err["input"]
+    if info is not None and info.description:
+        return f"{path}: expected {info.description}, got {value!r}"
+    if kind.startswith(("greater_than", "less_than")) and info is not None:
+        value = float(value) if _strip(tp) is float else value
+        return f"{path}: {value!r} is out of range, expected a value in {_interval(info.metadata)}"
+    return f"{path}: expected {_expected(tp)}, got {value!r}"
 
 
-def _validate_config(cfg: Config) -> None:
-    """Checks that span sections (strategy names are checked against the registry)."""
-    from ripu.acquisition.strategies import STRATEGIES
-
-    if cfg.active.strategy not in STRATEGIES:
-        raise ConfigError(f"active.strategy: unknown strategy {cfg.active.strategy!r}, expected "
-                          f"one of {', '.join(sorted(STRATEGIES))}")
+def validated(cls: type[T], raw: Any, prefix: str = "") -> T:
+    """``raw`` (parsed YAML) as a ``cls``; ConfigError naming the first wrong key (its path
+    below ``prefix``) and what was expected. Unknown keys are reported first."""
+    try:
+        return TypeAdapter(cls).validate_python(raw)
+    except ValidationError as exc:
+        first = min(exc.errors(), key=lambda e: e["type"] != "unexpected_keyword_argument")
+        raise ConfigError(_message(first, cls, prefix)) from None
 
 
 # ----------------------------------------------------------------------------- public API
@@ -319,9 +333,7 @@ def config_from_dict(raw: Any, source: str = "params") -> Config:
     """Build and validate a :class:`Config` from a parsed params mapping."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
-    cfg = _build(Config, raw, "")
-    _validate_config(cfg)
-    return cfg
+    return validated(Config, raw)
 
 
 def read_yaml(path: str | Path, what: str = "params file",

@@ -1,4 +1,11 @@
-"""Errors the command line turns into one line on stderr and exit status 2."""
+"""Errors the command line turns into one line on stderr and exit status 2
+(:func:`exit_status`, the one place that does it)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
 
 
 class RipuError(ValueError):
@@ -11,3 +18,16 @@ class ConfigError(RipuError):
 
 class DatasetError(RipuError):
     """A dataset root is missing, incomplete or holds unreadable or unexpected files."""
+
+
+def exit_status(fn: Callable[..., int | None], *args: Any, **kwargs: Any) -> int:
+    """Run ``fn(*args, **kwargs)`` as a command: its status (None counts as 0); 2 after one
+    ``ripu: error: ...`` line on stderr for bad input (a RipuError); 130 after Ctrl-C."""
+    try:
+        return fn(*args, **kwargs) or 0
+    except RipuError as exc:
+        print(f"ripu: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ripu: interrupted", file=sys.stderr)
+        return 130

@@ -3,8 +3,12 @@
 ```yaml
 name: synthetic                  # MLflow experiment and runs/<name>/ folder
 base: {optim.iters: 600}         # dotted overrides applied to every trial
+warmups:                         # stage-1 runs trials may start from (see ripu.warmups)
+  source_only: {optim.lr: 0.02, optim.iters: 1500, optim.poly_iters: 1500}
+init: source_only                # where trials start: imagenet (default) or a warm-up name
 grid:                            # blocks; each block is the cartesian product of its lists
   - {train.kind: [source_only, supervised], seed: [0, 1, 2]}
+  - {init: imagenet, train.kind: [active], seed: [0]}   # a block's own init
 search:                          # instead of grid: sampled points + an early-stopping scheduler
   num_samples: 8
   metric: val/miou
@@ -26,18 +30,22 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from ripu.config import Config, apply_overrides, read_yaml
+from pydantic import AfterValidator, Field
+
+from ripu.config import Config, Int, Invalid, Str, apply_overrides, read_yaml, section, validated
 from ripu.errors import ConfigError
+from ripu.kinds import get_kind
+from ripu.names import STRATEGY_MODES
+from ripu.warmups import IMAGENET, INIT_KEY, Warmup, check_init, parse_warmups
 
-TOP_KEYS = ("name", "description", "base", "grid", "search")
-SEARCH_KEYS = ("num_samples", "metric", "mode", "seed", "scheduler", "space")
+TOP_KEYS = ("name", "description", "base", "warmups", "init", "grid", "search")
 SCHEDULERS = {"asha": ("grace_period", "reduction_factor", "max_t", "brackets"), "fifo": ()}
 SAMPLERS = ("choice", "uniform", "quniform", "loguniform", "qloguniform", "randint",
             "qrandint", "lograndint", "qlograndint", "randn", "qrandn")
 # Sections that describe where and how trials run, not what they compute: set in params.yaml.
-RESERVED = ("tracking", "sweep", "report", "synth", "warmup")
+RESERVED = ("tracking", "sweep", "report", "synth")
 # Path-valued keys made absolute by `load_experiment(..., root=)`: Ray trials change folder.
 PATH_KEYS = ("data.source_root", "data.target_root", "model.pretrained")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -47,23 +55,13 @@ NAMED_KEYS = ("train.kind", "active.strategy", "active.budget", "active.points",
 
 @dataclass(frozen=True)
 class Trial:
-    """One point of a sweep: its folder/run name, its overrides and the validated config."""
+    """One point of a sweep: its folder/run name, its overrides, the validated config and
+    where it starts (``imagenet`` or a warm-up name, see :mod:`ripu.warmups`)."""
 
     name: str
     overrides: dict[str, Any]
     cfg: Config
-
-
-@dataclass(frozen=True)
-class Search:
-    """A search section: metric to optimise and the scheduler that stops trials early."""
-
-    num_samples: int
-    metric: str
-    mode: str
-    scheduler: dict[str, Any]
-    space: dict[str, dict[str, Any]]
-    seed: int = 0
+    init: str = IMAGENET
 
 
 @dataclass(frozen=True)
@@ -75,6 +73,7 @@ class Experiment:
     trials: list[Trial]
     base: dict[str, Any] = field(default_factory=dict)
     search: Search | None = None
+    warmups: dict[str, Warmup] = field(default_factory=dict)
 
     def trial(self, name: str) -> Trial:
         for t in self.trials:
@@ -132,14 +131,11 @@ def trial_name(cfg: Config, shown: Mapping[str, Any], varied: set[str]) -> str:
     strategies, ``b<fraction>`` otherwise); then every other key of ``shown`` (the trial's grid
     point or sample) as ``<leaf><value>`` (the full key when two keys share a leaf); seed last.
     """
-    from ripu.acquisition import get_strategy
-    from ripu.engine.trainer import SELECTION_KINDS
-
     parts = [cfg.train.kind]
     used = {"train.kind", "seed"}
-    if cfg.train.kind in SELECTION_KINDS:
+    if get_kind(cfg.train.kind).selects:
         a = cfg.active
-        mode = getattr(get_strategy(a.strategy), "mode", "region")
+        mode = STRATEGY_MODES[a.strategy]
         parts += [a.strategy, f"p{a.points}" if mode == "point" else f"b{_token(a.budget)}"]
         used |= {"active.strategy", "active.points" if mode == "point" else "active.budget"}
     leaves = [k.split(".")[-1] for k in varied]
@@ -154,13 +150,13 @@ def trial_name(cfg: Config, shown: Mapping[str, Any], varied: set[str]) -> str:
 
 
 def _build_trial(base_cfg: Config, name: str, base: dict, point: dict, path: Path,
-                 varied: set[str]) -> Trial:
+                 varied: set[str], init: str = IMAGENET) -> Trial:
     overrides = {**base, **point}
     try:
         cfg = apply_overrides(base_cfg, {**overrides, "tracking.experiment": name})
     except ConfigError as exc:
         raise _err(path, str(exc).removeprefix("overrides: ")) from None
-    return Trial(trial_name(cfg, point, varied), overrides, cfg)
+    return Trial(trial_name(cfg, point, varied), overrides, cfg, init)
 
 
 # ----------------------------------------------------------------------------- grid
@@ -190,52 +186,62 @@ def expand_grid(blocks: Any, path: Path) -> list[dict[str, Any]]:
 # ----------------------------------------------------------------------------- search
 
 
-def parse_search(raw: Any, path: Path) -> Search:
-    """Check a search section (sampler names, scheduler options, mode)."""
-    raw = _mapping(raw, path, "search")
-    for key in raw:
-        if key not in SEARCH_KEYS:
-            raise _err(path, f"search.{key}: unknown key, expected one of {', '.join(SEARCH_KEYS)}")
-    n = raw.get("num_samples", 1)
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise _err(path, f"search.num_samples: expected a positive integer, got {n!r}")
-    metric = raw.get("metric", "val/miou")
-    if not isinstance(metric, str) or not metric:
-        raise _err(path, f"search.metric: expected a metric name such as val/miou, got {metric!r}")
-    mode = raw.get("mode", "max")
-    if mode not in ("min", "max"):
-        raise _err(path, f"search.mode: expected min or max, got {mode!r}")
-    seed = raw.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise _err(path, f"search.seed: expected a non-negative integer, got {seed!r}")
-    sched = dict(_mapping(raw.get("scheduler", {"name": "fifo"}), path, "search.scheduler"))
-    name = sched.pop("name", "fifo")
+def _scheduler(raw: dict) -> dict[str, Any]:
+    """``{name: asha, grace_period: 100}``: a known scheduler (default fifo), positive options."""
+    options = dict(raw)
+    name = options.pop("name", "fifo")
     if name not in SCHEDULERS:
-        raise _err(path, f"search.scheduler.name: unknown scheduler {name!r}, expected one of "
-                         f"{', '.join(SCHEDULERS)}")
-    for key, value in sched.items():
+        raise Invalid("name", f"unknown scheduler {name!r}, expected one of "
+                              f"{', '.join(SCHEDULERS)}")
+    for key, value in options.items():
         if key not in SCHEDULERS[name]:
-            allowed = ", ".join(SCHEDULERS[name]) or "no options"
-            raise _err(path, f"search.scheduler.{key}: unknown option of {name}, expected "
-                             f"{allowed}")
+            raise Invalid(key, f"unknown option of {name}, expected "
+                               f"{', '.join(SCHEDULERS[name]) or 'no options'}")
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            raise _err(path, f"search.scheduler.{key}: expected a positive number, got {value!r}")
-    space = _mapping(raw.get("space"), path, "search.space")
+            raise Invalid(key, f"expected a positive number, got {value!r}")
+    return {"name": name, **options}
+
+
+def _space(space: dict) -> dict[str, dict[str, Any]]:
+    """``{key: {sampler: [args]}}`` with known samplers (keys are checked with the trials)."""
     if not space:
-        raise _err(path, "search.space: expected at least one key to search")
-    _check_keys(space, path, "search.space")
+        raise ValueError("expected at least one key to search")
     for key, spec in space.items():
         if not isinstance(spec, dict) or len(spec) != 1:
-            raise _err(path, f"search.space.{key}: expected one sampler such as "
-                             f"{{choice: [1, 2]}} or {{loguniform: [0.1, 2.0]}}, got {spec!r}")
+            raise Invalid(key, f"expected one sampler such as {{choice: [1, 2]}} or "
+                               f"{{loguniform: [0.1, 2.0]}}, got {spec!r}")
         (sampler, args), = spec.items()
         if sampler not in SAMPLERS:
-            raise _err(path, f"search.space.{key}: unknown sampler {sampler!r}, expected one "
-                             f"of {', '.join(SAMPLERS)}")
+            raise Invalid(key, f"unknown sampler {sampler!r}, expected one of "
+                               f"{', '.join(SAMPLERS)}")
         if not isinstance(args, list) or not args:
-            raise _err(path, f"search.space.{key}.{sampler}: expected a list of arguments")
-    return Search(num_samples=n, metric=metric, mode=mode, seed=seed,
-                  scheduler={"name": name, **sched}, space=space)
+            raise Invalid(f"{key}.{sampler}", "expected a list of arguments")
+    return space
+
+
+@section
+class Search:
+    """A search section: metric to optimise and the scheduler that stops trials early."""
+
+    num_samples: Annotated[Int, Field(ge=1, description="a positive integer")] = 1
+    metric: Annotated[Str, Field(min_length=1, description="a metric name such as val/miou")] = (
+        "val/miou")
+    mode: Annotated[Literal["min", "max"], Field(description="min or max")] = "max"
+    seed: Annotated[Int, Field(ge=0, description="a non-negative integer")] = 0  # sampling
+    scheduler: Annotated[dict, AfterValidator(_scheduler)] = Field(
+        default_factory=lambda: {"name": "fifo"})
+    space: Annotated[dict, AfterValidator(_space)] = Field(default_factory=dict,
+                                                           validate_default=True)
+
+
+def parse_search(raw: Any, path: Path) -> Search:
+    """Check a search section (sampler names, scheduler options, mode)."""
+    try:
+        search = validated(Search, _mapping(raw, path, "search"), "search")
+    except ConfigError as exc:
+        raise _err(path, str(exc)) from None
+    _check_keys(search.space, path, "search.space")
+    return search
 
 
 def sample_points(search: Search, path: Path) -> list[dict[str, Any]]:
@@ -289,6 +295,13 @@ def load_experiment(path: str | Path, base_cfg: Config, *, root: Path | None = N
     base = _resolve_paths(base, root)
     if ("grid" in raw) == ("search" in raw):
         raise _err(path, "expected exactly one of grid (a list of blocks) or search")
+    declared = raw.get("warmups")
+    if isinstance(declared, dict):
+        for wname, over in declared.items():
+            _check_keys(_mapping(over, path, f"warmups.{wname}"), path, f"warmups.{wname}")
+        declared = {w: _resolve_paths(o, root) for w, o in declared.items()}
+    warmups = parse_warmups(declared, base_cfg, base, path)
+    default_init = check_init(raw.get(INIT_KEY, IMAGENET), warmups, f"{path}: init")
 
     search = None
     if "grid" in raw:
@@ -296,11 +309,14 @@ def load_experiment(path: str | Path, base_cfg: Config, *, root: Path | None = N
     else:
         search = parse_search(raw["search"], path)
         points = sample_points(search, path)
+    inits = [check_init(p.pop(INIT_KEY, default_init), warmups, f"{path}: grid.init")
+             for p in points]
     varied = {k for p in points for k in p if len({repr(q.get(k)) for q in points}) > 1}
-    trials = [_build_trial(base_cfg, name, base, _resolve_paths(p, root), path, varied)
-              for p in points]
+    trials = [_build_trial(base_cfg, name, base, _resolve_paths(p, root), path, varied, init)
+              for p, init in zip(points, inits, strict=True)]
     if search is not None:  # samples may repeat a value: number them
-        trials = [Trial(f"{i:03d}-{t.name}", t.overrides, t.cfg) for i, t in enumerate(trials)]
+        trials = [Trial(f"{i:03d}-{t.name}", t.overrides, t.cfg, t.init)
+                  for i, t in enumerate(trials)]
     seen: dict[str, int] = {}
     for i, t in enumerate(trials):
         if t.name in seen:
@@ -312,4 +328,4 @@ def load_experiment(path: str | Path, base_cfg: Config, *, root: Path | None = N
             raise _err(path, "search: the asha scheduler needs train.eval_every > 0 (set it "
                              f"in base) so trials report {search.metric} while training")
     return Experiment(name=name, path=path.resolve(), trials=trials, base=dict(base),
-                      search=search)
+                      search=search, warmups=warmups)

@@ -60,6 +60,22 @@ class TrialKind:
         return self.schedule == "selection_rounds"
 
     @property
+    def labels_selected(self) -> bool:
+        """Whether its target labels are the pixels selection rounds labelled."""
+        return self.target_labels in ("selected", "selected+pseudo")
+
+    @property
+    def adds_pseudo_labels(self) -> bool:
+        """Whether LSE pseudo-labels supervise the target pixels selection left unlabelled
+        (built after each selection round)."""
+        return self.target_labels == "selected+pseudo"
+
+    @property
+    def labels_everything(self) -> bool:
+        """Whether every target pixel is labelled (the upper bound)."""
+        return self.target_labels == "all"
+
+    @property
     def labelled_fraction_fixed(self) -> float | None:
         """Share of labelled target pixels when it does not depend on selection."""
         return {"none": 0.0, "pseudo": 0.0, "all": 1.0}.get(self.target_labels)

@@ -6,14 +6,8 @@ from collections.abc import Sequence
 
 import torch
 
+from ripu.data.labels import CLASSES_13, CLASSES_16, CLASSES_19, IGNORE_INDEX, MIOU13_IN_16
 from ripu.errors import RipuError
-
-IGNORE_INDEX = 255
-
-MIOU13_INDICES: tuple[int, ...] = (0, 1, 2, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
-"""Indices of the 13 classes in the 16-class (SYNTHIA) order: all but wall, fence, pole
-(indices 3, 4, 5 of road, sidewalk, building, wall, fence, pole, traffic light, traffic sign,
-vegetation, sky, person, rider, car, bus, motorcycle, bicycle)."""
 
 
 def confusion_matrix(
@@ -81,7 +75,7 @@ def summarize(conf: torch.Tensor, class_names: Sequence[str]) -> dict:
     """Headline numbers of a confusion matrix.
 
     Returns ``{"miou": float, "pixel_accuracy": float, "iou": {class name: float}}`` plus
-    ``"miou13"`` (mIoU*, over :data:`MIOU13_INDICES`) for a 16-class set. Undefined values
+    ``"miou13"`` (mIoU*, over :data:`ripu.data.labels.MIOU13_IN_16`) for a 16-class set. Undefined values
     are NaN.
     """
     if len(class_names) != conf.shape[0]:
@@ -94,15 +88,11 @@ def summarize(conf: torch.Tensor, class_names: Sequence[str]) -> dict:
         "iou": {name: float(v) for name, v in zip(class_names, iou.tolist(), strict=True)},
     }
     if len(class_names) == 16:
-        summary["miou13"] = miou(iou, MIOU13_INDICES)
+        summary["miou13"] = miou(iou, MIOU13_IN_16)
     return summary
 
 
 def default_class_names(num_classes: int) -> list[str]:
     """The benchmark's class names for 19, 16 or 13 classes, else ``class_0, class_1, ...``."""
-    if num_classes in (19, 16, 13):
-        from ripu.data import labels  # lazy: the data package is heavier than the metrics
-
-        return list({19: labels.CLASSES_19, 16: labels.CLASSES_16, 13: labels.CLASSES_13}
-                    [num_classes])
-    return [f"class_{i}" for i in range(num_classes)]
+    names = {19: CLASSES_19, 16: CLASSES_16, 13: CLASSES_13}.get(num_classes)
+    return list(names) if names else [f"class_{i}" for i in range(num_classes)]

@@ -2,7 +2,8 @@
 
 Each trial runs :func:`ripu.engine.trainer.run_trial` in its own folder
 ``<out_dir>/<experiment>/<trial>/`` (config.yaml, masks/round_<r>.npz, checkpoints/last.pt,
-results.json, mlflow_run_id.txt), starting from the ``init`` checkpoint (the warm-up):
+results.json, mlflow_run_id.txt), starting from the checkpoint its row declares
+(:mod:`ripu.warmups`; ``init`` overrides every row):
 
 - a finished trial (its results.json carries the trial's ``resume_hash``) is not run again;
 - an interrupted or retried trial continues from its checkpoint when that checkpoint was
@@ -36,6 +37,7 @@ from ripu.engine.callbacks import RUN_ID_FILE, Callback
 from ripu.errors import RipuError
 from ripu.experiments import Experiment, Trial, load_experiment
 from ripu.io import write_text
+from ripu.warmups import check_inits, trial_inits
 
 PARENT_ID_FILE = "sweep_run_id.txt"
 # Quiet Ray: classic (terse) output engine, no usage stats, no dashboard; ASHA reads metrics
@@ -73,7 +75,7 @@ class RayReport(Callback):
 
 def finished_results(out: Path, cfg: Config) -> dict[str, Any] | None:
     """The stored results of a trial folder when they were produced by this exact config."""
-    from ripu.engine.trainer import resume_hash
+    from ripu.trial import trial_config_hash as resume_hash
 
     path = Path(out) / "results.json"
     try:
@@ -89,7 +91,7 @@ def can_resume(out: Path, cfg: Config) -> bool:
     """True when ``out`` holds a checkpoint written with this config (resume from it)."""
     import torch
 
-    from ripu.engine.trainer import resume_hash
+    from ripu.trial import trial_config_hash as resume_hash
 
     path = Path(out) / "checkpoints" / "last.pt"
     if not path.is_file():
@@ -104,7 +106,7 @@ def can_resume(out: Path, cfg: Config) -> bool:
 def same_config(out: Path, cfg: Config) -> bool:
     """True when ``out``/config.yaml (written as each attempt starts) is this config's."""
     from ripu.config import load_config
-    from ripu.engine.trainer import resume_hash
+    from ripu.trial import trial_config_hash as resume_hash
 
     try:
         return resume_hash(load_config(Path(out) / "config.yaml")) == resume_hash(cfg)
@@ -121,8 +123,8 @@ def _final_metrics(results: dict[str, Any]) -> dict[str, Any]:
 
 
 def _trial_main(config: dict[str, Any], *, trials: dict[str, Trial], out_root: str,
-                init: str | None, tracking_uri: str, parent_run_id: str, experiment: str,
-                callbacks: Sequence[Callback] = ()) -> None:
+                inits: dict[str, str | None], tracking_uri: str, parent_run_id: str,
+                experiment: str, callbacks: Sequence[Callback] = ()) -> None:
     """The Ray Tune function trainable: run (or resume, or skip) one trial."""
     from ray import tune
 
@@ -130,7 +132,7 @@ def _trial_main(config: dict[str, Any], *, trials: dict[str, Trial], out_root: s
     from ripu.engine.trainer import run_trial
 
     trial = trials[config["trial"]]
-    out = Path(out_root) / trial.name
+    out, init = Path(out_root) / trial.name, inits[trial.name]
     stored = finished_results(out, trial.cfg)
     if stored is not None:
         tune.report({**_final_metrics(stored), "ripu/skipped": 1})
@@ -143,7 +145,8 @@ def _trial_main(config: dict[str, Any], *, trials: dict[str, Trial], out_root: s
     tracking = TrackingCallback.for_trial(
         apply_overrides(trial.cfg, {"tracking.uri": tracking_uri}), out, resume=same_run,
         parent_run_id=parent_run_id, run_name=trial.name,
-        extra_tags={"ripu.trial": trial.name, "ripu.experiment": experiment})
+        extra_tags={"ripu.trial": trial.name, "ripu.experiment": experiment,
+                    "ripu.init": init or "imagenet"})
     if trial.cfg.sweep.workers_per_trial > 1:  # data-parallel over Ray Train workers
         from ripu.engine.distributed import run_trial_distributed, sweep_scaling
 
@@ -198,8 +201,8 @@ def _revision() -> str:
 
 def _parent_run(uri: str, exp: Experiment, out_root: Path, known: set[str], info: dict):
     """Create, or continue, the sweep's parent run; record its id in the trial-folder root."""
-    from ripu.engine.trainer import resume_hash
     from ripu.tracking import Tracker, experiment_id
+    from ripu.trial import trial_config_hash as resume_hash
 
     experiment_id(uri, exp.name)
     tags = {"ripu.sweep": "1", "ripu.experiment": exp.name, "ripu.git_revision": _revision()}
@@ -331,7 +334,8 @@ def _scheduler(exp: Experiment, max_t: int):
                          max_t=int(opts.pop("max_t", max_t)), stop_last_trials=False, **opts)
 
 
-def _fit(cfg: Config, exp: Experiment, todo: list[Trial], *, out_root: Path, init: str | None,
+def _fit(cfg: Config, exp: Experiment, todo: list[Trial], *, out_root: Path,
+         inits: dict[str, str | None],
          tracking_uri: str, parent_id: str, storage: Path, progress: bool,
          callbacks: Sequence[Callback]):
     """Run ``todo`` with Ray Tune; returns the ResultGrid."""
@@ -341,7 +345,7 @@ def _fit(cfg: Config, exp: Experiment, todo: list[Trial], *, out_root: Path, ini
 
     s = cfg.sweep
     trainable = tune.with_parameters(
-        _trial_main, trials={t.name: t for t in todo}, out_root=str(out_root), init=init,
+        _trial_main, trials={t.name: t for t in todo}, out_root=str(out_root), inits=inits,
         tracking_uri=tracking_uri, parent_run_id=parent_id, experiment=exp.name,
         callbacks=list(callbacks))
     trainable = tune.with_resources(trainable, trial_resources(s))
@@ -371,25 +375,30 @@ def _close_run(uri: str, out: Path, known: set[str], status: str, tags: dict[str
         tracker.finish(status)
 
 
-def validate_inputs(trials: Sequence[Trial], init: str | None) -> None:
-    """Fail before Ray starts (RipuError) when a trial's datasets, model or ``init``
-    checkpoint are bad: checked once per distinct data and model section."""
+def validate_inputs(trials: Sequence[Trial], inits: dict[str, str | None]) -> None:
+    """Fail before Ray starts (RipuError) when a trial's datasets, model or init
+    checkpoint are bad: checked once per distinct data and model section and init."""
     from ripu.engine.trainer import Trainer
 
+    check_inits(trials, inits)  # architecture, backbone, classes: one line naming the trial
     seen = set()
     for trial in trials:
-        key = (trial.cfg.data, trial.cfg.model, trial.cfg.train.kind == "source_free")
+        init = inits[trial.name]
+        key = (trial.cfg.data, trial.cfg.model, trial.cfg.train.kind == "source_free", init)
         if key not in seen:
             seen.add(key)
             Trainer(trial.cfg, Path(tempfile.gettempdir()), init=init, progress=False)
 
 
 def run_sweep(cfg: Config, experiment_file: str | Path, *, init: str | Path | None = None,
-              out_dir: str | Path = Path("runs"), progress: bool = True,
+              warmups: str | Path | None = None, out_dir: str | Path = Path("runs"),
+              progress: bool = True,
               ray_address: str | None = None, storage: str | Path | None = None,
               callbacks: Sequence[Callback] = ()) -> list[dict[str, Any]]:
     """Run every trial of ``experiment_file`` with Ray Tune; per-trial results in file order.
 
+    Trials start from the checkpoints their rows declare: ImageNet weights, or a warm-up
+    ``<warmups>/<experiment>/<name>.pt``; ``init`` replaces them all.
     Each result is the trial's results.json plus ``trial``, ``status`` (``finished``,
     ``skipped``: finished earlier, or ``stopped``: by the search scheduler) and ``dir``.
     ``storage`` is Ray Tune's own folder (default: a temporary folder, removed afterwards);
@@ -410,7 +419,8 @@ def run_sweep(cfg: Config, experiment_file: str | Path, *, init: str | Path | No
     uri = absolute_uri(cfg.tracking.uri, Path.cwd())
     check_uri(uri)
     out_root = (Path(out_dir) / exp.name).resolve()
-    validate_inputs(exp.trials, init_path)
+    inits = trial_inits(exp.trials, exp.name, init=init_path, folder=warmups)
+    validate_inputs(exp.trials, inits)
     started = time.perf_counter()
 
     todo = [t for t in exp.trials if finished_results(out_root / t.name, t.cfg) is None]
@@ -419,7 +429,8 @@ def run_sweep(cfg: Config, experiment_file: str | Path, *, init: str | Path | No
         id_file = out_root / t.name / RUN_ID_FILE
         if id_file.is_file() and _read_id(id_file, known) is None:
             id_file.unlink()
-    info = {"experiment_file": str(exp.path), "trials": len(exp.trials), "init": init_path,
+    info = {"experiment_file": str(exp.path), "trials": len(exp.trials),
+            "init": init_path or ", ".join(sorted({t.init for t in exp.trials})),
             "ray_address": ray_address or os.environ.get("RAY_ADDRESS") or "local",
             "max_concurrent": cfg.sweep.max_concurrent, "max_failures": cfg.sweep.max_failures,
             "cpus_per_trial": cfg.sweep.cpus_per_trial, "gpus_per_trial": cfg.sweep.gpus_per_trial}
@@ -435,7 +446,7 @@ def run_sweep(cfg: Config, experiment_file: str | Path, *, init: str | Path | No
             store.mkdir(parents=True, exist_ok=True)
             try:
                 with services(cfg, uri, ray_address, len(todo)) as server_uri:
-                    grid = _fit(cfg, exp, todo, out_root=out_root, init=init_path,
+                    grid = _fit(cfg, exp, todo, out_root=out_root, inits=inits,
                                 tracking_uri=server_uri, parent_id=parent.run_id,
                                 storage=store, progress=progress, callbacks=callbacks)
                     results, failed = _collect(exp, todo, grid, out_root, server_uri)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -123,3 +125,57 @@ def test_flatten_and_hash():
     assert flat["data.source_size"] == "[256, 128]"
     assert params_hash(cfg) == params_hash(Config())
     assert params_hash(cfg) != params_hash(apply_overrides(cfg, {"seed": 1}))
+
+
+def test_registry_names_are_the_registries_keys():
+    """The torch-free name lists the config checks against hold exactly the registries' keys."""
+    from ripu import names
+    from ripu.acquisition import STRATEGIES
+    from ripu.data import DATASETS
+    from ripu.models import BACKBONES, MODELS
+
+    assert set(names.ARCHS) == set(MODELS) and set(names.BACKBONES) == set(BACKBONES)
+    assert set(names.DATASETS) == set(DATASETS) and set(names.STRATEGIES) == set(STRATEGIES)
+    assert names.STRATEGY_MODES == {name: s.mode for name, s in STRATEGIES.items()}
+    assert set(names.TARGET_DATASETS) <= set(names.DATASETS)
+    for arch in names.ARCHS:  # each name the config accepts builds
+        assert config_from_dict({"model": {"arch": arch}}).model.arch == arch
+
+
+def test_loading_a_config_imports_no_torch():
+    code = ("import sys; from ripu.config import load_config; load_config(sys.argv[1]); "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, str(REPO / "params.yaml")],
+                         capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_sections_are_frozen_and_replace_validates():
+    cfg = Config()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.seed = 1
+    assert dataclasses.replace(cfg.active, budget=0.5).budget == 0.5
+    with pytest.raises(ValueError, match="budget"):
+        dataclasses.replace(cfg.active, budget=2.0)
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"data": {"crop": [1, "b"]}}, r"^data\.crop\[1\]: expected an integer, got 'b'$"),
+    ({"data": {"crop": "x"}}, r"^data\.crop: expected a list of 2 values or null, got 'x'$"),
+    ({"model": {"pretrained": 3}}, r"^model\.pretrained: expected a string or null, got 3$"),
+    ({"data": {"flip": "yes"}}, r"^data\.flip: expected true or false, got 'yes'$"),
+    ({"optim": {"iters": "7"}}, r"^optim\.iters: expected an integer, got '7'$"),
+    ({"active": {"round_at": [0.1, "a"], "rounds": 2}},
+     r"^active\.round_at\[1\]: expected a number, got 'a'$"),
+    # an unknown key is named before a bad value of the same section
+    ({"active": {"budget": 3, "nope": 1}}, r"^active\.nope: unknown key"),
+])
+def test_pydantic_errors_become_one_line(raw, message):
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict(raw)
+
+
+def test_ints_become_floats_for_numbers():
+    cfg = config_from_dict({"optim": {"lr": 1}, "active": {"round_at": [0, 0.5], "rounds": 2}})
+    assert type(cfg.optim.lr) is float and [type(r) for r in cfg.active.round_at] == [float] * 2
+    assert params_hash(cfg) == params_hash(config_from_dict(to_dict(cfg)))

@@ -10,6 +10,7 @@ would differ from whole-batch ones on CPU).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
@@ -23,8 +24,10 @@ import torch.multiprocessing as mp
 from PIL import Image
 
 from ripu.engine.callbacks import Callback
-from ripu.engine.distributed import RankSlice, check_divisible, train_worker
-from ripu.engine.trainer import Trainer, run_trial
+from ripu.engine.distributed import check_divisible, train_worker
+from ripu.engine.parallel import DistContext
+from ripu.engine.trainer import Trainer, run_trial, train_trial
+from ripu.engine.trial_dir import TrialDir
 from ripu.errors import RipuError
 from tests.conftest import tiny_config
 
@@ -59,14 +62,25 @@ def _equal_config(data: Path, tmp: Path, **extra):
 def test_rank_slice_takes_equal_consecutive_shares():
     batch = {"source": {"image": torch.arange(12.).view(4, 3), "label": torch.arange(4)},
              "target": None}
-    first, second = RankSlice(0, 2)(batch), RankSlice(1, 2)(batch)
+    first, second = DistContext(0, 2).slice(batch), DistContext(1, 2).slice(batch)
     assert first["target"] is None and second["target"] is None
     assert first["source"]["label"].tolist() == [0, 1]
     assert second["source"]["label"].tolist() == [2, 3]
     joined = torch.cat([first["source"]["image"], second["source"]["image"]])
     assert torch.equal(joined, batch["source"]["image"])
+    assert DistContext().slice(batch) is batch  # one process: the whole batch
     with pytest.raises(RipuError, match="does not divide among 3 workers"):
-        RankSlice(0, 3)(batch)
+        DistContext(0, 3).slice(batch)
+
+
+def test_single_process_context_is_free_and_main():
+    one, model = DistContext(), torch.nn.Linear(2, 2)
+    assert one.is_main and not DistContext(1, 2).is_main
+    assert one.wrap(model, torch.device("cpu")) is model
+    assert one.mean({"a": 1.5}, torch.device("cpu")) == {"a": 1.5}
+    assert one.all_true(True, torch.device("cpu")) and not one.all_true(False, "cpu")
+    with pytest.raises(RipuError, match="rank 2 of 2 workers"):
+        DistContext(2, 2)
 
 
 def test_batch_sizes_must_divide_among_workers(tiny_data, tmp_path):
@@ -82,12 +96,26 @@ def test_batch_sizes_must_divide_among_workers(tiny_data, tmp_path):
         check_divisible(source_only, 4)
 
 
+@dataclasses.dataclass(frozen=True)
+class SecondRankAlone(DistContext):
+    """Rank 1 of 2 without a process group: trains on whole batches, unwrapped."""
+
+    def wrap(self, model, device):
+        return model
+
+    def slice(self, batch):
+        return batch
+
+    def mean(self, metrics, device):
+        return dict(metrics)
+
+
 def test_ranks_other_than_main_write_no_files(tiny_data, tmp_path):
     cfg = tiny_config(tiny_data, tmp_path, **{"optim.iters": 2, "optim.poly_iters": 2,
                                               "train.checkpoint_every": 1})
     out = tmp_path / "rank1"
-    trainer = Trainer(cfg, out, progress=False)
-    trainer.is_main = False
+    trainer = Trainer(cfg, out, progress=False, dist=SecondRankAlone(rank=1, world_size=2))
+    assert not trainer.is_main
     trainer.select(0)
     trainer.train_until(2)  # checkpoint_every 1: two checkpoint attempts
     results = trainer.finish()
@@ -98,24 +126,17 @@ def test_ranks_other_than_main_write_no_files(tiny_data, tmp_path):
 # ----------------------------------------------------------------------------- DDP == one process
 
 
-class RecordSlices(Callback):
-    """On every rank: the source image indices of each batch the rank trains on."""
+@dataclasses.dataclass(frozen=True)
+class RecordSlices(DistContext):
+    """A rank that records the source image indices of each batch it trains on."""
 
-    all_ranks = True
+    folder: str = ""
 
-    def __init__(self, folder: str) -> None:
-        self.folder = folder
-
-    def on_start(self, trainer) -> None:
-        inner = trainer.batch_transform or (lambda batch: batch)
-        path = Path(self.folder) / f"rank{getattr(trainer.batch_transform, 'rank', 0)}.jsonl"
-
-        def record(batch):
-            batch = inner(batch)
-            with open(path, "a") as f:
-                f.write(json.dumps(batch["source"]["index"].tolist()) + "\n")
-            return batch
-        trainer.batch_transform = record
+    def slice(self, batch):
+        batch = super().slice(batch)
+        with open(Path(self.folder) / f"rank{self.rank}.jsonl", "a") as f:
+            f.write(json.dumps(batch["source"]["index"].tolist()) + "\n")
+        return batch
 
 
 class RecordLogs(Callback):
@@ -140,8 +161,8 @@ def _gloo_rank(rank: int, world: int, store: str, cfg, out: str, folder: str) ->
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank,
                             world_size=world)
     try:
-        train_worker(cfg, out, rank=rank, world_size=world, progress=False,
-                     callbacks=[RecordSlices(folder), RecordLogs(f"{folder}/logs.jsonl")])
+        train_worker(cfg, out, RecordSlices(rank, world, folder), progress=False,
+                     callbacks=[RecordLogs(f"{folder}/logs.jsonl")])
     finally:
         dist.destroy_process_group()
 
@@ -154,9 +175,11 @@ def test_two_gloo_ranks_equal_one_process_on_the_global_batch(no_void_data, tmp_
     cfg = _equal_config(no_void_data, tmp_path)
     (tmp_path / "one").mkdir()
     (tmp_path / "two").mkdir()
-    single = run_trial(cfg, tmp_path / "single", progress=False,
-                       callbacks=[RecordSlices(str(tmp_path / "one")),
-                                  RecordLogs(str(tmp_path / "one" / "logs.jsonl"))])
+    one = Trainer(cfg, tmp_path / "single", progress=False,
+                  callbacks=[RecordLogs(str(tmp_path / "one" / "logs.jsonl"))],
+                  dist=RecordSlices(0, 1, str(tmp_path / "one")))
+    TrialDir(tmp_path / "single").prepare(cfg, resume=False)
+    single = train_trial(one)
     mp.spawn(_gloo_rank, args=(2, str(tmp_path / "store"), cfg, str(tmp_path / "ddp"),
                                str(tmp_path / "two")), nprocs=2, join=True)
     ddp = json.loads((tmp_path / "ddp" / "results.json").read_text())

@@ -153,6 +153,15 @@ def test_search_samples_are_seeded_valid_and_named(tmp_path, base_cfg):
     ({"scheduler": {"name": "pbt"}}, "unknown scheduler 'pbt'"),
     ({"scheduler": {"name": "asha", "grace": 3}}, "search.scheduler.grace: unknown option"),
     ({"num_samples": 0}, "search.num_samples: expected a positive integer"),
+    ({"seed": -1}, "search.seed: expected a non-negative integer, got -1"),
+    ({"metric": ""}, "search.metric: expected a metric name such as val/miou, got ''"),
+    ({"bogus": 1}, "search.bogus: unknown key, expected one of num_samples, metric, mode, seed"),
+    ({"scheduler": {"name": "asha", "grace_period": 0}},
+     "search.scheduler.grace_period: expected a positive number, got 0"),
+    ({"scheduler": 3}, "search.scheduler: expected a mapping, got 3"),
+    ({"space": {}}, "search.space: expected at least one key to search"),
+    ({"space": {"loss.nl": {"choice": 1}}}, "search.space.loss.nl.choice: expected a list"),
+    ({"space": {"tracking.uri": {"choice": ["a"]}}}, "search.space.tracking.uri: tracking"),
 ])
 def test_bad_search_sections(tmp_path, base_cfg, change, message):
     spec = {"name": "s", "base": {"train.eval_every": 5}, "search": {**SEARCH, **change}}
@@ -188,7 +197,8 @@ def test_paper_files_carry_the_papers_settings(base_cfg):
     assert (ra.optim.batch_source, ra.optim.batch_target) == (2, 2)
     assert ra.active.round_at == [0.25, 0.30, 0.35, 0.40, 0.45]
     assert ra.data.source_size == (1280, 720) and ra.data.target_size == (1280, 640)
-    assert ra.data.target_root == str(REPO / "data" / "cityscapes")
+    # The dataset roots are the machine's: the params file's (experiments/<name>/params.yaml).
+    assert ra.data.target_root == base_cfg.data.target_root
     pa = gta.trial("active-ripu_point-p40-radius32-s0").cfg
     assert (pa.active.points, pa.active.radius) == (40, 32)
     sf = [t.cfg for t in gta.trials if t.cfg.train.kind == "source_free"][0]

@@ -19,7 +19,7 @@ from pipelines import common
 from pipelines import data as data_stage
 from pipelines import warmup as warmup_stage
 from ripu.config import apply_overrides, load_config
-from ripu.engine.trainer import load_weights
+from ripu.engine.checkpoint import load_weights
 from ripu.errors import RipuError
 from ripu.tracking import list_runs, metric_history
 from tests.test_sweep import make_tiny_data, tiny_config
@@ -55,7 +55,7 @@ def test_main_turns_ripu_errors_into_exit_2(monkeypatch, capsys):
         raise RipuError("data.source_root: missing, expected a folder")
 
     with pytest.raises(SystemExit) as info:
-        common.main(stage)
+        common.main(stage, [])
     assert info.value.code == 2
     assert capsys.readouterr().err == ("ripu: error: data.source_root: missing, expected a "
                                        "folder\n")
@@ -75,8 +75,10 @@ def test_data_stage_generates_or_indexes(tmp_path):
     index = json.loads((out / "index.json").read_text())
     assert index["counts"] == {"source": 3, "target_train": 2, "target_val": 2}
     assert (out / "samples.png").is_file()
-    # Real layouts elsewhere: checked and indexed into synth.out.
-    real = apply_overrides(tiny, {"synth.out": str(tmp_path / "index")})
+    # Real layouts elsewhere: the datasets the experiment reads, checked and indexed into
+    # synth.out.
+    real = apply_overrides(tiny, {"synth.out": str(tmp_path / "index"),
+                                  "sweep.experiment": str(REPO / "experiments/synthetic.yaml")})
     data_stage.run(tmp_path, real)
     index = json.loads((tmp_path / "index" / "index.json").read_text())
     assert index["counts"] == {"source": 3, "target": 2, "val": 2}
@@ -93,40 +95,55 @@ def tiny_root(tmp_path_factory):
     return root
 
 
-@pytest.mark.parametrize("iters", [4, 0])
-def test_warmup_stage(tiny_root, tmp_path, monkeypatch, iters):
+def test_warmup_stage_builds_the_declared_warmups(tiny_root, tmp_path, monkeypatch):
+    """Each warm-up a row names is trained once from the experiment's settings plus its
+    overrides and written as models/<experiment>/<name>.pt; an unused one is not built."""
     monkeypatch.chdir(tmp_path)
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(yaml.safe_dump({
+        "name": "tiny", "base": {"optim.batch_source": 1},
+        "warmups": {"stage1": {"optim.lr": 0.01, "optim.iters": 4, "optim.poly_iters": 8},
+                    "unused": {"optim.iters": 2}},
+        "init": "stage1",
+        "grid": [{"train.kind": ["source_free", "lse"], "seed": [0]}]}))
     cfg = tiny_config(tiny_root / "data", tmp_path, **{
-        "warmup.iters": iters, "warmup.poly_iters": 8, "warmup.lr": 0.01})
+        "sweep.experiment": str(exp), "tracking.experiment": "tiny"})
     warmup_stage.run(tmp_path, cfg)
-    ckpt = torch.load(tmp_path / common.WARMUP_MODEL, weights_only=True)
-    assert ckpt["iterations"] == iters and ckpt["arch"] == cfg.model.arch
-    metrics = json.loads((tmp_path / common.WARMUP_METRICS).read_text())
-    assert metrics["iterations"] == iters and 0.0 <= metrics["miou"] <= 1.0
-    assert not (tmp_path / common.WARMUP_TRIAL).exists()
+    assert sorted(p.name for p in (tmp_path / "models" / "tiny").iterdir()) == ["stage1.pt"]
+    ckpt = torch.load(tmp_path / "models/tiny/stage1.pt", weights_only=True)
+    assert ckpt["iterations"] == 4
+    assert (ckpt["arch"], ckpt["backbone"], ckpt["num_classes"]) == ("small", None, 19)
+    metrics = json.loads((tmp_path / "metrics/tiny/warmups.json").read_text())
+    assert list(metrics) == ["stage1"] and metrics["stage1"]["iterations"] == 4
+    assert 0.0 <= metrics["stage1"]["miou"] <= 1.0
+    assert not (tmp_path / common.WARMUP_TRIALS / "tiny" / "stage1").exists()
 
     from ripu.engine.build import build_model_from
 
     fresh = build_model_from(cfg, torch.device("cpu"))
-    load_weights(fresh, tmp_path / common.WARMUP_MODEL)  # loadable as a trial's init
+    load_weights(fresh, tmp_path / "models/tiny/stage1.pt")  # loadable as a trial's init
     initial = build_model_from(cfg, torch.device("cpu")).state_dict()
-    same = all(torch.equal(v, initial[k]) for k, v in ckpt["model"].items())
-    assert same == (iters == 0)  # trained weights moved; iters 0 keeps the initial model
+    assert not all(torch.equal(v, initial[k]) for k, v in ckpt["model"].items())  # trained
 
     (run,) = list_runs(cfg.tracking.uri, "warmup")
     assert run.info.status == "FINISHED" and run.data.tags["ripu.kind"] == "warmup"
-    assert run.data.metrics["final/miou"] == pytest.approx(metrics["miou"])
-    if iters:
-        steps = [s for s, _ in metric_history(cfg.tracking.uri, run.info.run_id, "train/loss")]
-        assert steps == [2, 4]  # log_every 2
-        assert run.data.params["optim.lr"] == "0.01" and run.data.params["optim.iters"] == "4"
+    assert (run.data.tags["ripu.trial"], run.data.tags["ripu.experiment"]) == ("stage1", "tiny")
+    assert run.data.metrics["final/miou"] == pytest.approx(metrics["stage1"]["miou"])
+    steps = [s for s, _ in metric_history(cfg.tracking.uri, run.info.run_id, "train/loss")]
+    assert steps == [2, 4]  # log_every 2
+    # The experiment's base and the warm-up's overrides, on top of the params.
+    p = run.data.params
+    assert (p["train.kind"], p["optim.lr"], p["optim.iters"], p["optim.poly_iters"],
+            p["optim.batch_source"]) == ("source_only", "0.01", "4", "8", "1")
 
 
-def test_warmup_iters_beyond_schedule_is_rejected(tiny_root, tmp_path):
-    cfg = tiny_config(tiny_root / "data", tmp_path, **{"warmup.iters": 9,
-                                                       "warmup.poly_iters": 8})
-    with pytest.raises(RipuError, match="warmup.iters: 9 exceeds warmup.poly_iters"):
+def test_warmup_stage_refuses_an_experiment_of_another_name(tiny_root, tmp_path):
+    cfg = tiny_config(tiny_root / "data", tmp_path, **{
+        "sweep.experiment": str(REPO / "experiments/synthetic.yaml"),
+        "tracking.experiment": "other"})
+    with pytest.raises(RipuError, match="name 'synthetic' differs from tracking.experiment"):
         warmup_stage.run(tmp_path, cfg)
+    assert not (tmp_path / "models").exists()
 
 
 # ----------------------------------------------------------------------------- dvc.yaml
@@ -165,7 +182,9 @@ def test_dvc_yaml_declares_stages_deps_params_outs():
     sweep = spec["stages"]["sweep"]
     (out,) = sweep["outs"]
     assert out == {"runs/${tracking.experiment}": {"persist": True}}
-    assert {"models/warmup.pt", "${sweep.experiment}"} <= set(sweep["deps"])
+    assert {"models/${tracking.experiment}", "${sweep.experiment}"} <= set(sweep["deps"])
+    assert spec["stages"]["warmup"]["outs"] == ["models/${tracking.experiment}"]
+    assert "${sweep.experiment}" in spec["stages"]["warmup"]["deps"]
     # Each stage reads only its own sections: the data stage does not depend on training.
     assert set(spec["stages"]["data"]["params"]) == {"synth", "data"}
     assert "optim.iters" not in spec["stages"]["warmup"]["params"]
@@ -198,7 +217,6 @@ def _tiny_repo(dest: Path) -> Path:
     params = yaml.safe_load((dest / "params.yaml").read_text())
     params["synth"].update(source_images=8, target_train=8, target_val=4, height=32, width=64)
     params["data"].update(source_size=[64, 32], target_size=[64, 32], eval_size=[64, 32])
-    params["warmup"].update(iters=4, poly_iters=4)
     params["optim"].update(iters=6, poly_iters=6, batch_source=2, batch_target=2)
     params["train"].update(log_every=2, checkpoint_every=4, threads=1)
     params["active"].update(batch_size=4)
@@ -206,6 +224,8 @@ def _tiny_repo(dest: Path) -> Path:
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (dest / "experiments" / "tiny.yaml").write_text(yaml.safe_dump({
         "name": params["tracking"]["experiment"],
+        "warmups": {"source_only": {"optim.lr": 0.02, "optim.iters": 4, "optim.poly_iters": 4}},
+        "init": "source_only",
         "grid": [{"train.kind": ["source_only"], "seed": [0]},
                  {"train.kind": ["active"], "active.strategy": ["ripu_region"], "seed": [0]}]}))
     return dest
@@ -238,8 +258,9 @@ def test_dvc_repro_end_to_end(tmp_path):
     for stage in STAGES:
         assert f"Running stage '{stage}'" in out
     assert json.loads((repo / "data/synthetic/index.json").read_text())["counts"]["source"] == 8
-    assert (repo / "models/warmup.pt").is_file()
-    assert json.loads((repo / "metrics/warmup.json").read_text())["iterations"] == 4
+    assert (repo / "models/synthetic/source_only.pt").is_file()
+    warm = json.loads((repo / "metrics/synthetic/warmups.json").read_text())
+    assert warm["source_only"]["iterations"] == 4
     trials = repo / "runs" / "synthetic"
     active = trials / "active-ripu_region-b0.022-s0"
     assert sorted(p.name for p in (active / "masks").glob("*.npz")) == [

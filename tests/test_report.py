@@ -19,23 +19,26 @@ import yaml
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
+from ripu.acquisition.strategies import get_strategy
 from ripu.errors import RipuError
-from ripu.report import build_report
+from ripu.kinds import KINDS
+from ripu.report import OUTPUTS, build_report
 from ripu.tracking import Tracker
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSES = ("road", "sidewalk", "building", "traffic_light", "car")
 POINT_FRACTION = 40 / (256 * 128)
-SELECTING = ("active", "source_free", "hybrid")
 
 
 def log_trial(uri: str, experiment: str, trial: str, kind: str, strategy: str, seed: int,
               miou: float, *, budget: float = 0.022, points: int = 40,
               status: str = "FINISHED", params_hash: str | None = None,
               parent: str | None = None, arch: str = "small", miou13: float | None = None,
-              ) -> str:
-    """One trial run with the tags, params and metrics TrackingCallback logs; returns its id."""
-    selecting = kind in SELECTING
+              extra: dict[str, float] | None = None) -> str:
+    """One trial run with the tags, params and metrics TrackingCallback logs (plus ``extra``
+    final metrics); returns its id."""
+    registered = KINDS.get(kind)  # the warm-up's "warmup" is not a trial kind
+    selecting = registered is not None and registered.selects
     tags = {"ripu.kind": kind, "ripu.strategy": strategy if selecting else kind,
             "ripu.budget": str(budget if selecting else 0.0),
             "ripu.points": str(points if selecting else 0), "ripu.seed": str(seed),
@@ -47,20 +50,19 @@ def log_trial(uri: str, experiment: str, trial: str, kind: str, strategy: str, s
     for step in (0, 10):
         tracker.log_metrics({"train/loss": 2.0 / (step + 1), "train/lr": 0.01}, step)
     tracker.log_metrics({"val/miou": miou - 0.01}, 10)
-    if kind == "supervised":
-        labelled = 1.0
-    elif selecting:
-        labelled = POINT_FRACTION if strategy.endswith("_point") else budget
+    if not selecting:
+        labelled = registered.labelled_fraction_fixed if registered else 0.0
+    else:
+        labelled = POINT_FRACTION if get_strategy(strategy).mode == "point" else budget
         for r in range(2):
             tracker.log_metrics({"acq/labelled_fraction": labelled * (r + 1) / 2}, step=r)
-    else:
-        labelled = 0.0
     final = {"final/miou": miou, "final/labelled_fraction": labelled, "final/seconds": 12.5,
              "final/iterations": 20}
     if miou13 is not None:
         final["final/miou13"] = miou13
     final.update({f"final/iou/{c}": min(1.0, miou * (0.6 + 0.2 * i))
                   for i, c in enumerate(CLASSES)})
+    final.update(extra or {})
     tracker.log_metrics(final, step=20)
     if status != "RUNNING":
         tracker.finish(status)
@@ -111,8 +113,11 @@ def store(tmp_path_factory) -> dict:
     log_trial(uri, exp, "warmup", "warmup", "warmup", 0, 0.25)
     for kind, strategy, budget, values in SYNTHETIC:
         for seed, miou in enumerate(values):
+            pixels = {f"target_px/{c}": 100.0 * (i + 1) for i, c in enumerate(CLASSES)}
+            pixels.update({f"labelled_px/{c}": float((i + 1) * (seed + 1) + len(strategy))
+                           for i, c in enumerate(CLASSES)})
             log_trial(uri, exp, trial_name(kind, strategy, budget, seed), kind, strategy, seed,
-                      miou, budget=budget)
+                      miou, budget=budget, extra=pixels)
     log_trial(uri, exp, dedup, "active", "ripu_region", 0, 0.99, status="FAILED")
     log_trial(uri, exp, "still-running", "active", "ripu_region", 5, 0.98, status="RUNNING")
 
@@ -271,7 +276,15 @@ def test_rebuild_is_byte_identical(store, synthetic):
     assert not list(out.glob(".*"))  # no temporary files left behind
 
 
-@pytest.mark.parametrize("name", ["budget_curve.png", "per_class.png"])
+def test_every_output_is_written_and_declared_in_the_report_stage(synthetic):
+    assert sorted(p.name for p in synthetic["out"].iterdir()) == sorted(OUTPUTS)
+    assert synthetic["info"]["outputs"] == {n: str(synthetic["out"] / n) for n in OUTPUTS}
+    stage = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["report"]
+    outs = {next(iter(o)) if isinstance(o, dict) else o for o in stage["outs"]}
+    assert outs == {f"reports/{n}" for n in OUTPUTS}
+
+
+@pytest.mark.parametrize("name", ["budget_curve.png", "per_class.png", "labelled_classes.png"])
 def test_figures_are_real_images(synthetic, name):
     image = Image.open(synthetic["out"] / name)
     assert image.format == "PNG" and image.width >= 600 and image.height >= 300

@@ -27,10 +27,11 @@ from mlflow.tracking import MlflowClient
 from ripu.config import Config, apply_overrides, load_config
 from ripu.engine.callbacks import RUN_ID_FILE, Callback
 from ripu.engine.schedule import round_iterations
-from ripu.engine.trainer import resume_hash, run_trial
+from ripu.engine.trainer import run_trial
 from ripu.errors import RipuError
 from ripu.sweep import PARENT_ID_FILE, run_sweep
 from ripu.tracking import free_port, list_runs, metric_history
+from ripu.trial import trial_config_hash as resume_hash
 
 REPO = Path(__file__).resolve().parents[1]
 ITERS, LOG_EVERY = 10, 2

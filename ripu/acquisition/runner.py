@@ -1,7 +1,7 @@
 """One selection round over the target dataset (METHOD.md section 1, "Rounds", "Oracle").
 
-Batched inference (logits upsampled bilinearly, ``align_corners=True``, to each label's
-size), the strategy per image (or over the dataset for ``full_image``), and the new label
+Batched inference (:func:`ripu.inference.predict`: logits upsampled bilinearly,
+``align_corners=True``, to each label's size), the strategy per image (or over the dataset for ``full_image``), and the new label
 state with the round's stats. Selected pixels take their ground-truth label later (the
 trainer reads it); ignore pixels (255) inside a region count against the budget, since the
 masks include them.
@@ -9,12 +9,11 @@ masks include them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from ripu.acquisition.budget import Budget, pixel_cap, units_for_round
@@ -26,6 +25,7 @@ from ripu.acquisition.strategies import (
     select_full_images,
 )
 from ripu.errors import RipuError
+from ripu.inference import predict
 
 
 def _check(state: LabelState, strategy: Strategy, budget: Budget, round_index: int,
@@ -43,28 +43,6 @@ def _check(state: LabelState, strategy: Strategy, budget: Budget, round_index: i
         raise RipuError("dataset: no target images to select from")
 
 
-def _logits(model: torch.nn.Module, items: list[dict[str, Any]],
-            device: torch.device) -> list[torch.Tensor]:
-    """Per item logits (C, H, W) at its label's size. One forward pass per group of
-    equally-sized images."""
-    groups: dict[tuple[int, ...], list[int]] = {}
-    for k, item in enumerate(items):
-        groups.setdefault(tuple(item["image"].shape), []).append(k)
-    out: list[torch.Tensor | None] = [None] * len(items)
-    for members in groups.values():
-        x = torch.stack([items[k]["image"] for k in members]).to(device)
-        logits = model(x)
-        if not isinstance(logits, torch.Tensor) or logits.dim() != 4 or \
-                logits.shape[0] != len(members):
-            raise RipuError(f"model output: expected logits (N, C, h, w) for {len(members)} "
-                            f"images, got {getattr(logits, 'shape', type(logits).__name__)}")
-        for j, k in enumerate(members):
-            size = tuple(items[k]["label"].shape[-2:])
-            out[k] = F.interpolate(logits[j:j + 1].float(), size=size, mode="bilinear",
-                                   align_corners=True)[0]
-    return out
-
-
 def _image_masks(state: LabelState, image_id: str, shape: tuple[int, int]
                  ) -> tuple[np.ndarray, np.ndarray]:
     if image_id in state:
@@ -78,32 +56,41 @@ def _image_masks(state: LabelState, image_id: str, shape: tuple[int, int]
 def _per_image_round(model: torch.nn.Module | None, dataset: Sequence, state: LabelState,
                      strategy: Strategy, budget: Budget, round_index: int, seed: int,
                      device: torch.device, batch_size: int, bar: tqdm) -> int:
-    """Apply ``strategy`` to every image, updating ``state``; returns the units requested."""
+    """Apply ``strategy`` to every image, updating ``state``; returns the units requested.
+    Logits (C, H, W) at each label's size come from :func:`ripu.inference.predict` when the
+    strategy needs them."""
     requested = 0
     seen: set[str] = set()
-    for start in range(0, len(dataset), batch_size):
-        positions = range(start, min(start + batch_size, len(dataset)))
-        items = [dataset[i] for i in positions]
-        logits = (_logits(model, items, device) if strategy.needs_logits
-                  else [None] * len(items))
-        for position, item, image_logits in zip(positions, items, logits, strict=True):
-            image_id = str(item["id"])
-            if image_id in seen:
-                raise RipuError(f"dataset: image id {image_id!r} occurs twice; expected "
-                                f"unique ids")
-            seen.add(image_id)
-            shape = tuple(int(s) for s in item["label"].shape[-2:])
-            labelled, blocked = _image_masks(state, image_id, shape)
-            n = units_for_round(budget, shape[0], shape[1], round_index)
-            generator = round_generator(seed, round_index, int(item.get("index", position)))
-            selected, new_blocked = strategy(
-                image_logits, torch.from_numpy(blocked).to(device), n, budget.radius,
-                generator)
-            state.set_masks(image_id, labelled | selected.cpu().numpy(),
-                            new_blocked.cpu().numpy())
-            requested += n
-            bar.update(1)
+    for position, item, image_logits in _with_logits(model, dataset, device, batch_size):
+        image_id = str(item["id"])
+        if image_id in seen:
+            raise RipuError(f"dataset: image id {image_id!r} occurs twice; expected "
+                            f"unique ids")
+        seen.add(image_id)
+        shape = tuple(int(s) for s in item["label"].shape[-2:])
+        labelled, blocked = _image_masks(state, image_id, shape)
+        n = units_for_round(budget, shape[0], shape[1], round_index,
+                            input_area=int(item["image"].shape[-2] * item["image"].shape[-1]))
+        generator = round_generator(seed, round_index, int(item.get("index", position)))
+        selected, new_blocked = strategy(
+            image_logits, torch.from_numpy(blocked).to(device), n, budget.radius,
+            generator)
+        state.set_masks(image_id, labelled | selected.cpu().numpy(),
+                        new_blocked.cpu().numpy())
+        requested += n
+        bar.update(1)
     return requested
+
+
+def _with_logits(model: torch.nn.Module | None, dataset: Sequence, device: torch.device,
+                 batch_size: int) -> Iterator[tuple[int, dict[str, Any], torch.Tensor | None]]:
+    """``(position, item, logits (C, H, W) | None)`` per image, in dataset order."""
+    if model is None:
+        for position in range(len(dataset)):
+            yield position, dataset[position], None
+        return
+    for batch in predict(model, dataset, device=device, batch_size=batch_size):
+        yield from zip(batch.positions, batch.items, batch.logits, strict=True)
 
 
 def _full_image_round(dataset: Sequence, state: LabelState, budget: Budget, round_index: int,
@@ -163,18 +150,9 @@ def select_round(model: torch.nn.Module | None, dataset: Sequence, state: LabelS
     try:
         if chosen.mode == "image":
             units = _full_image_round(dataset, new, budget, round_index, seed, bar)
-        elif chosen.needs_logits:
-            was_training = model.training
-            model.eval()
-            try:
-                with torch.no_grad():
-                    units = _per_image_round(model, dataset, new, chosen, budget, round_index,
-                                             seed, device, batch_size, bar)
-            finally:
-                model.train(was_training)
         else:
-            units = _per_image_round(None, dataset, new, chosen, budget, round_index, seed,
-                                     device, batch_size, bar)
+            units = _per_image_round(model if chosen.needs_logits else None, dataset, new,
+                                     chosen, budget, round_index, seed, device, batch_size, bar)
     finally:
         bar.close()
     labelled, total = new.labelled_pixels(), new.total_pixels()

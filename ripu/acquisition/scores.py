@@ -215,16 +215,6 @@ def _present(labels: torch.Tensor, num_classes: int) -> list[int]:
         .nonzero().squeeze(1).tolist()
 
 
-def _dense_counts(labels: torch.Tensor, num_classes: int, radius: int) -> torch.Tensor:
-    """Window counts of each present class at every pixel. Returns (classes, H*W)."""
-    dtype = _count_dtype(radius)
-    present = _present(labels, num_classes)
-    counts = torch.empty((len(present), labels.numel()), dtype=dtype, device=labels.device)
-    for row, c in enumerate(present):
-        counts[row] = window_sum((labels == c).to(dtype), radius).view(-1)
-    return counts
-
-
 def _mixed_plogp(labels: torch.Tensor, num_classes: int, radius: int, sizes: torch.Tensor,
                  where: torch.Tensor) -> torch.Tensor:
     """``sum_c q_c log(q_c + 1e-6)`` at the pixels ``where`` from their sorted neighbours.
@@ -279,13 +269,15 @@ def class_plogp_sum(labels: torch.Tensor, num_classes: int, radius: int,
     height, width = labels.shape
     small = labels.to(label_dtype(num_classes + 1))
     if radius > SPARSE_MAX_RADIUS:
-        counts = _dense_counts(small, num_classes, radius)
-        # Nonzero entries in row-major order: each pixel's classes come in ascending order.
-        flat = counts.view(-1).nonzero().squeeze(1)
-        cols = flat % counts.shape[1]
-        q = counts.view(-1)[flat].to(torch.float64) / sizes.view(-1)[cols].to(torch.float64)
-        acc = torch.zeros(counts.shape[1], dtype=torch.float64, device=labels.device)
-        return acc.index_add_(0, cols, _plogp(q)).view(height, width)
+        # One class at a time, in class order: an absent class adds 0 * log(1e-6) = -0.0,
+        # which leaves the sum unchanged, so this equals the sum over present classes while
+        # holding one (H, W) count map at a time instead of all classes' counts.
+        count_dtype, size = _count_dtype(radius), sizes.view(-1).to(torch.float64)
+        acc = torch.zeros(height * width, dtype=torch.float64, device=labels.device)
+        for c in _present(small, num_classes):
+            count = window_sum((small == c).to(count_dtype), radius).view(-1)
+            acc += _plogp(count.to(torch.float64) / size)
+        return acc.view(height, width)
     mixed = window_max(small, radius) != window_min(small, radius)
     where = mixed.view(-1).nonzero().squeeze(1)
     pure = _plogp(torch.ones(1, dtype=torch.float64, device=labels.device))

@@ -19,6 +19,7 @@ import torch
 from ripu.acquisition.scores import point_scores, region_scores
 from ripu.acquisition.select import select_points, select_regions
 from ripu.errors import RipuError
+from ripu.seeding import seeded_generator
 
 Masks = tuple[torch.Tensor, torch.Tensor]
 PerImage = Callable[[torch.Tensor | None, torch.Tensor, int, int, torch.Generator], Masks]
@@ -125,8 +126,7 @@ def round_generator(seed: int, round_index: int, index: int | None = None) -> to
             raise RipuError(f"{name}: expected a non-negative integer, got {value!r}")
     words = ([_IMAGE_STREAM, seed, round_index, index] if index is not None
              else [_DATASET_STREAM, seed, round_index])
-    state = np.random.SeedSequence(words).generate_state(1, dtype=np.uint64)[0]
-    return torch.Generator().manual_seed(int(state))
+    return seeded_generator(*words, bits=64)
 
 
 def select_full_images(costs: Sequence[int], allowance: int,

@@ -1,11 +1,29 @@
-"""Class-balanced sampling of source images: per-class image lists and a torch Sampler."""
+"""Class-balanced sampling of source images: per-class image lists, the draw rules and a
+torch Sampler.
+
+Draw rules (``data.class_balance_rule``), one function for the sampler and the trainer's
+batches (:func:`draw_class_balanced`):
+
+- ``uniform``: a class uniformly among the classes with an image, then an image uniformly
+  from its list.
+- ``authors``: the authors' adaptive rule (BIT-DA/RIPU core/datasets/gtav.py:34-57, the same
+  in synthia.py:36-59). Draws come in sub-epochs of 3,000 images; within one, class ``c`` is
+  drawn with probability proportional to ``1 / log(1.01 + f_c)``, where ``f_c`` is the share
+  of class ``c`` among the classes present in the images drawn so far in the sub-epoch (all
+  ``f_c = 0`` before the first draw); the image is the next one of the class's list in a
+  random order, reshuffled when the list is used up. Classes without images get weight 0
+  (the authors' code fails on them), the reshuffle does not skip the first image (their
+  ``ind[c] % (len - 1)``, gtav.py:52, does), and every sub-epoch starts each class list in a
+  fresh random order instead of carrying the pointer over (so a sub-epoch depends only on
+  its own seed and a run resumes at any iteration).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
@@ -17,6 +35,9 @@ from tqdm import tqdm
 
 from ripu.errors import RipuError
 from ripu.io import write_json
+
+BALANCE_RULES = ("uniform", "authors")
+SUB_EPOCH = 3000  # draws per sub-epoch of the authors' rule (core/datasets/gtav.py:34)
 
 
 class LabelledDataset(Protocol):
@@ -108,11 +129,38 @@ def class_image_lists(
     return lists
 
 
-def draw_class_balanced(class_lists: Mapping[int, Sequence[int]], n: int,
-                        generator: torch.Generator) -> list[int]:
-    """``n`` image indices: each draws a class uniformly among the classes with at least one
-    image, then an image uniformly from that class's list (two draws from ``generator``)."""
+def check_balance_rule(rule: str) -> str:
+    """Return ``rule`` if it is a known draw rule, else raise RipuError."""
+    if rule not in BALANCE_RULES:
+        raise RipuError(f"class balance rule {rule!r}: expected one of {', '.join(BALANCE_RULES)}")
+    return rule
+
+
+def adaptive_weights(counts: np.ndarray, available: np.ndarray) -> np.ndarray:
+    """The authors' class probabilities: ``1 / log(1.01 + f_c)`` normalised, ``f = counts /
+    counts.sum()`` (zeros while ``counts`` is all zero); 0 for classes not ``available``
+    (core/datasets/gtav.py:42-47).
+
+    Shape:
+        counts: (C,) numbers; available: (C,) bool; returns (C,) float64 summing to 1
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    total = counts.sum()
+    freq = counts / total if total > 0 else counts
+    weights = np.where(available, 1.0 / np.log(1.0 + 1e-2 + freq), 0.0)
+    return weights / weights.sum()
+
+
+def _classes_with_images(class_lists: Mapping[int, Sequence[int]]) -> list[int]:
     classes = [c for c in sorted(class_lists) if len(class_lists[c])]
+    if not classes:
+        raise RipuError("class-balanced sampling needs at least one class with an image")
+    return classes
+
+
+def _draw_uniform(class_lists: Mapping[int, Sequence[int]], n: int,
+                  generator: torch.Generator) -> list[int]:
+    classes = _classes_with_images(class_lists)
     out = []
     for _ in range(n):
         images = class_lists[classes[int(torch.randint(len(classes), (1,), generator=generator))]]
@@ -120,9 +168,77 @@ def draw_class_balanced(class_lists: Mapping[int, Sequence[int]], n: int,
     return out
 
 
+def _draw_adaptive(class_lists: Mapping[int, Sequence[int]], n: int,
+                   generator: torch.Generator) -> list[int]:
+    """One sub-epoch of ``n`` draws of the authors' rule (see the module docstring)."""
+    _classes_with_images(class_lists)
+    size = 1 + max(int(c) for c in class_lists)
+    lists = [np.asarray(class_lists.get(c, ()), dtype=np.int64) for c in range(size)]
+    available = np.array([len(v) > 0 for v in lists])
+    present: dict[int, list[int]] = {}
+    for c, images in enumerate(lists):
+        for i in images.tolist():
+            present.setdefault(i, []).append(c)
+    rng = np.random.default_rng(int(torch.randint(2**62, (1,), generator=generator)))
+    counts = np.zeros(size)
+    order: dict[int, np.ndarray] = {}
+    pointer = np.zeros(size, dtype=np.int64)
+    out = []
+    for _ in range(n):
+        cum = np.cumsum(adaptive_weights(counts, available))
+        c = min(int(np.searchsorted(cum, rng.random() * cum[-1], side="right")), size - 1)
+        while not available[c]:  # a float tie at a zero-weight class's edge
+            c -= 1
+        if c not in order or pointer[c] == len(lists[c]):
+            order[c], pointer[c] = rng.permutation(lists[c]), 0
+        image = int(order[c][pointer[c]])
+        pointer[c] += 1
+        out.append(image)
+        counts[present[image]] += 1
+    return out
+
+
+def draw_class_balanced(class_lists: Mapping[int, Sequence[int]], n: int,
+                        generator: torch.Generator, rule: str = "uniform") -> list[int]:
+    """``n`` image indices by ``rule`` (module docstring), every draw from ``generator``.
+
+    ``authors``: consecutive sub-epochs of :data:`SUB_EPOCH` draws (the last one shorter).
+    """
+    if check_balance_rule(rule) == "uniform":
+        return _draw_uniform(class_lists, n, generator)
+    out: list[int] = []
+    while len(out) < n:
+        out += _draw_adaptive(class_lists, min(SUB_EPOCH, n - len(out)), generator)
+    return out
+
+
+class SubEpochDraws:
+    """Slot ``j`` (0, 1, ...) of a run under the authors' rule: item ``j % SUB_EPOCH`` of
+    sub-epoch ``j // SUB_EPOCH``, whose draws, then shuffled, come from
+    ``make_generator(sub_epoch)`` only (so batch ``it`` depends on the seed and ``it``
+    alone). The authors shuffle the whole list of draws (``DataLoader(shuffle=True)``,
+    BIT-DA/RIPU train.py:68); shuffling within each sub-epoch keeps runs resumable. The
+    current sub-epoch is cached.
+    """
+
+    def __init__(self, class_lists: Mapping[int, Sequence[int]],
+                 make_generator: Callable[[int], torch.Generator]) -> None:
+        _classes_with_images(class_lists)
+        self.class_lists, self.make_generator = class_lists, make_generator
+        self._cached: tuple[int, list[int]] | None = None
+
+    def __call__(self, slot: int) -> int:
+        sub, k = divmod(int(slot), SUB_EPOCH)
+        if self._cached is None or self._cached[0] != sub:
+            g = self.make_generator(sub)
+            draws = _draw_adaptive(self.class_lists, SUB_EPOCH, g)
+            order = torch.randperm(SUB_EPOCH, generator=g).tolist()
+            self._cached = (sub, [draws[i] for i in order])
+        return self._cached[1][k]
+
+
 class ClassBalancedSampler(Sampler[int]):
-    """Yield ``num_samples`` dataset indices: a class uniformly among the classes with at
-    least one image, then an image uniformly from that class's list.
+    """Yield ``num_samples`` dataset indices drawn by ``rule`` (:func:`draw_class_balanced`).
 
     With ``generator`` the draws continue its stream. Otherwise epoch ``e`` (``set_epoch``;
     it advances by one after each full pass) is drawn from a generator seeded with
@@ -135,7 +251,9 @@ class ClassBalancedSampler(Sampler[int]):
         num_samples: int,
         seed: int = 0,
         generator: torch.Generator | None = None,
+        rule: str = "uniform",
     ) -> None:
+        self.rule = check_balance_rule(rule)
         if int(num_samples) != num_samples or num_samples <= 0:
             raise RipuError(f"num_samples must be a positive integer, got {num_samples!r}")
         self.classes = sorted(int(c) for c, v in class_lists.items() if len(v) > 0)
@@ -161,4 +279,4 @@ class ClassBalancedSampler(Sampler[int]):
     def __iter__(self) -> Iterator[int]:
         gen = self.generator if self.generator is not None else self._epoch_generator()
         self.epoch += 1
-        return iter(draw_class_balanced(self.class_lists, self.num_samples, gen))
+        return iter(draw_class_balanced(self.class_lists, self.num_samples, gen, self.rule))

@@ -31,21 +31,15 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
+from ripu.data.labels import CITYSCAPES_TO_TRAIN, CLASSES_19
 from ripu.data.synthetic_scene import STYLES, render
 from ripu.errors import RipuError
 from ripu.io import write_json
 
 FORMAT = "ripu-synthetic-v1"
 
-# The 19 evaluation classes: Cityscapes label id and name, in train-id order.
-LABEL_IDS_19: tuple[int, ...] = (
-    7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32, 33,
-)
-CLASS_NAMES_19: tuple[str, ...] = (
-    "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",
-    "vegetation", "terrain", "sky", "person", "rider", "car", "truck", "bus", "train",
-    "motorcycle", "bicycle",
-)
+# The Cityscapes label ids of the 19 evaluation classes (CLASSES_19), in train-id order.
+LABEL_IDS_19: tuple[int, ...] = tuple(sorted(CITYSCAPES_TO_TRAIN, key=CITYSCAPES_TO_TRAIN.get))
 # Ids outside the 19 that the generator also writes; readers map them to 255.
 EXTRA_LABEL_IDS: tuple[int, ...] = (0, 1, 4, 9)
 ALLOWED_LABEL_IDS: frozenset[int] = frozenset(LABEL_IDS_19 + EXTRA_LABEL_IDS)
@@ -146,7 +140,7 @@ def _frequencies(hist: np.ndarray) -> dict[str, float]:
     """Fractions of all pixels per class name (and ``"ignore"``) from a label-id histogram."""
     total = max(int(hist.sum()), 1)
     out = {name: round(float(hist[i]) / total, 6) for i, name in zip(
-        LABEL_IDS_19, CLASS_NAMES_19, strict=True)}
+        LABEL_IDS_19, CLASSES_19, strict=True)}
     out["ignore"] = round(float(total - hist[list(LABEL_IDS_19)].sum()) / total, 6)
     return out
 
@@ -211,7 +205,7 @@ def _write_all(
                    "target_val": int(counts["target_val"])},
         "layout": {"source": "gta5", "target": "cityscapes"},
         "cities": {"train": list(TRAIN_CITIES), "val": list(VAL_CITIES)},
-        "classes": list(CLASS_NAMES_19),
+        "classes": list(CLASSES_19),
         "label_ids": list(LABEL_IDS_19),
         "class_frequencies": {
             key: _frequencies(hists[key])
@@ -286,7 +280,7 @@ def sample_grid(samples: dict[str, list[tuple[np.ndarray, np.ndarray]]]) -> Imag
                 canvas.paste(big, (x, y + r * (th + pad)))
         y += 2 * (th + pad)
     col_w = max(width // 4, 1)
-    for i, (name, colour) in enumerate(zip(CLASS_NAMES_19, CITYSCAPES_PALETTE, strict=True)):
+    for i, (name, colour) in enumerate(zip(CLASSES_19, CITYSCAPES_PALETTE, strict=True)):
         x0, y0 = pad + (i % 4) * col_w, y + (i // 4) * 14
         draw.rectangle((x0, y0 + 1, x0 + 10, y0 + 11), fill=colour, outline=(0, 0, 0))
         draw.text((x0 + 14, y0), name, fill=(0, 0, 0), font=font)

@@ -1,6 +1,12 @@
 """Joint image/label transforms: resize, random crop, random horizontal flip, normalise.
 
 Sizes are given as (W, H), as OpenCV and the papers' configs write them.
+
+Resize rules (``data.resize``; one rule for training, selection and evaluation):
+
+- ``cv2_linear``: OpenCV INTER_LINEAR for images (no antialiasing), INTER_NEAREST for labels.
+- ``pil_bicubic``: PIL BICUBIC for images, PIL NEAREST for labels and masks, as the authors'
+  ``Resize`` (BIT-DA/RIPU core/datasets/transform.py:63 and :69).
 """
 
 from __future__ import annotations
@@ -8,12 +14,52 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import torch
+from PIL import Image
 
 from ripu.data.labels import IGNORE_INDEX
 from ripu.errors import RipuError
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+RESIZE_RULES = ("cv2_linear", "pil_bicubic")
+
+
+def check_rule(rule: str) -> str:
+    """Return ``rule`` if it is a known resize rule, else raise RipuError."""
+    if rule not in RESIZE_RULES:
+        raise RipuError(f"resize rule {rule!r}: expected one of {', '.join(RESIZE_RULES)}")
+    return rule
+
+
+def resize_image(image: np.ndarray, size: tuple[int, int], rule: str) -> np.ndarray:
+    """Resize an RGB image to ``size`` (W, H) by ``rule`` (returned as is at that size).
+
+    Shape:
+        image: (H, W, 3) uint8; returns (size[1], size[0], 3) uint8
+    """
+    if image.shape[1::-1] == tuple(size):
+        return image
+    if check_rule(rule) == "pil_bicubic":
+        return np.array(Image.fromarray(image).resize(tuple(size), Image.BICUBIC))
+    return cv2.resize(image, tuple(size), interpolation=cv2.INTER_LINEAR)
+
+
+def resize_label(label: np.ndarray, size: tuple[int, int], rule: str) -> np.ndarray:
+    """Nearest-neighbour resize of a label map or a bool mask to ``size`` (W, H) by ``rule``
+    (PIL NEAREST for ``pil_bicubic``, OpenCV INTER_NEAREST for ``cv2_linear``).
+
+    Shape:
+        label: (H, W) uint8 or bool; returns (size[1], size[0]) of the same dtype
+    """
+    if label.shape[1::-1] == tuple(size):
+        return label
+    dtype = label.dtype
+    data = label.astype(np.uint8) if dtype == np.bool_ else label
+    if check_rule(rule) == "pil_bicubic":
+        out = np.array(Image.fromarray(data).resize(tuple(size), Image.NEAREST))
+    else:
+        out = cv2.resize(data, tuple(size), interpolation=cv2.INTER_NEAREST)
+    return out.astype(dtype, copy=False)
 
 
 def _stats(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -65,7 +111,10 @@ def _check_size(value: tuple[int, int] | None, name: str) -> tuple[int, int] | N
 
 
 class SegTransform:
-    """Resize (image bilinear, label nearest), random crop, random flip, to tensor, normalise.
+    """Resize (by ``resize``, the rule above), random crop, random flip, to tensor, normalise.
+
+    With ``resize_label=False`` only the image is resized and the label keeps its own size
+    (evaluation, and selection at label resolution); crop and flip then need equal sizes.
 
     Randomness comes from ``generator``, or torch's global RNG when it is None (so
     DataLoader worker seeding applies). Draw order per call: crop offsets, then flip.
@@ -82,15 +131,28 @@ class SegTransform:
         crop: tuple[int, int] | None = None,
         flip: bool = False,
         normalize: bool = True,
+        resize: str = "cv2_linear",
+        resize_label: bool = True,
     ) -> None:
         self.size = _check_size(size, "size")
         self.crop = _check_size(crop, "crop")
         self.flip = bool(flip)
         self.normalize = bool(normalize)
+        self.resize = check_rule(resize)
+        self.resize_label = bool(resize_label)
 
     def __repr__(self) -> str:
         return (f"SegTransform(size={self.size}, crop={self.crop}, flip={self.flip}, "
-                f"normalize={self.normalize})")
+                f"normalize={self.normalize}, resize={self.resize!r}, "
+                f"resize_label={self.resize_label})")
+
+    def label_to(self, label: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        """A label map or bool mask resized to ``size`` (W, H) by this transform's rule.
+
+        Shape:
+            label: (H, W) uint8 or bool; returns (size[1], size[0]) of the same dtype
+        """
+        return resize_label(label, size, self.resize)
 
     def __call__(
         self,
@@ -99,11 +161,10 @@ class SegTransform:
         generator: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         if self.size is not None:
-            if image.shape[1::-1] != self.size:
-                image = cv2.resize(image, self.size, interpolation=cv2.INTER_LINEAR)
-            if label.shape[1::-1] != self.size:
-                label = cv2.resize(label, self.size, interpolation=cv2.INTER_NEAREST)
-        if image.shape[:2] != label.shape[:2]:
+            image = resize_image(image, self.size, self.resize)
+            if self.resize_label:
+                label = resize_label(label, self.size, self.resize)
+        if image.shape[:2] != label.shape[:2] and (self.resize_label or self.crop or self.flip):
             raise RipuError(
                 f"image size {image.shape[1::-1]} differs from label size {label.shape[1::-1]} "
                 "(W, H); set a resize size to bring both to one size"

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -13,10 +14,17 @@ import numpy as np
 import torch
 
 from ripu.data import SegmentationDataset
-from ripu.data.sampling import draw_class_balanced
-from ripu.engine.schedule import generator
+from ripu.data.sampling import SubEpochDraws, check_balance_rule, draw_class_balanced
+from ripu.errors import RipuError
+from ripu.seeding import seeded_generator
 
 IGNORE = 255
+ORDERS = ("random", "epochs")
+
+
+def _sub_epoch_generator(seed: int, sub_epoch: int) -> torch.Generator:
+    """The generator of source sub-epoch ``sub_epoch`` (authors' draw rule; stream 3)."""
+    return seeded_generator(seed, sub_epoch, 3)
 
 
 @dataclass
@@ -34,10 +42,18 @@ class TargetLabels:
 class IterationBatches(torch.utils.data.Dataset):
     """Item ``it``: ``{"source": {...} | None, "target": {...} | None}`` for iteration ``it``.
 
-    Source items: random (optionally class-balanced) images with the dataset's random
-    augmentation drawn from the iteration's generator. Target items: labels masked to the
-    labelled pixels, plus a ``pseudo`` map when pseudo-labels are given, flipped together
-    with the image.
+    Images are drawn independently (``order="random"``) or in shuffled passes without
+    replacement counted from iteration ``first`` (``order="epochs"``: the authors'
+    ``DataLoader(shuffle=True)`` over a repeated list, BIT-DA/RIPU train.py:68-71 with
+    core/datasets/cityscapes.py:82-83, MNaseerSubhani/LSE data/__init__.py:21 and :43).
+    Source items: random (or class-balanced by ``balance_rule``, see
+    :mod:`ripu.data.sampling`) images with the dataset's random augmentation drawn from the
+    iteration's generator. Target items: labels masked to the labelled pixels, plus a
+    ``pseudo`` map when pseudo-labels are given, flipped together with the image. A target
+    label or mask at another size than the image (selection at label resolution) is first
+    resized to the image's size by the target transform's rule (``label_to``: PIL NEAREST
+    under ``pil_bicubic``, as the authors' ``Resize`` of label and mask,
+    BIT-DA/RIPU core/datasets/transform.py:69 with core/datasets/cityscapes.py:264-270).
 
     Shape:
         source image (Ns, 3, Hs, Ws), label (Ns, Hs, Ws); target image (Nt, 3, Ht, Wt),
@@ -48,22 +64,50 @@ class IterationBatches(torch.utils.data.Dataset):
                  batch_source: int = 0, class_lists: Mapping[int, list[int]] | None = None,
                  target: SegmentationDataset | None = None, batch_target: int = 0,
                  target_labels: TargetLabels | None = None, flip: bool = True,
-                 length: int = 2**62) -> None:
-        self.seed, self.length = seed, length
+                 length: int = 2**62, balance_rule: str = "uniform", order: str = "random",
+                 first: int = 0) -> None:
+        if order not in ORDERS:
+            raise RipuError(f"draw order {order!r}: expected one of {', '.join(ORDERS)}")
+        self.seed, self.length, self.order, self.first = seed, length, order, first
         self.source, self.batch_source, self.class_lists = source, batch_source, class_lists
         self.target, self.batch_target = target, batch_target
         self.target_labels = target_labels or TargetLabels()
         self.flip = flip
+        self.balance_rule = check_balance_rule(balance_rule)
+        self._passes: dict[int, tuple[int, list[int]]] = {}
+        self._draws = (SubEpochDraws(class_lists, functools.partial(_sub_epoch_generator, seed))
+                       if class_lists and balance_rule == "authors" else None)
 
     def __len__(self) -> int:
         return self.length
 
+    def _indices(self, it: int, size: int, batch: int, stream: int,
+                 g: torch.Generator) -> list[int]:
+        """``batch`` indices into ``size`` images for iteration ``it``: independent uniform
+        draws from ``g`` (order ``random``), or slots ``(it - first) * batch + b`` of
+        consecutive shuffled passes, pass ``e`` a permutation from ``(seed, first, e,
+        stream)`` (order ``epochs``)."""
+        if self.order == "random":
+            return torch.randint(size, (batch,), generator=g).tolist()
+        out = []
+        for slot in range((it - self.first) * batch, (it - self.first + 1) * batch):
+            epoch, k = divmod(slot, size)
+            if self._passes.get(stream, (None,))[0] != epoch:
+                g_pass = seeded_generator(self.seed, self.first, epoch, stream)
+                perm = torch.randperm(size, generator=g_pass).tolist()
+                self._passes[stream] = (epoch, perm)
+            out.append(self._passes[stream][1][k])
+        return out
+
     def _source(self, it: int) -> dict[str, torch.Tensor]:
-        g = generator(self.seed, it, 1)
-        if self.class_lists:
+        g = seeded_generator(self.seed, it, 1)
+        if self._draws is not None:
+            first = it * self.batch_source
+            idx = [self._draws(first + b) for b in range(self.batch_source)]
+        elif self.class_lists:
             idx = draw_class_balanced(self.class_lists, self.batch_source, g)
         else:
-            idx = torch.randint(len(self.source), (self.batch_source,), generator=g).tolist()
+            idx = self._indices(it, len(self.source), self.batch_source, 4, g)
         images, labels = [], []
         for i in idx:
             image, label = self.source.transform(self.source.read_image(i),
@@ -74,18 +118,28 @@ class IterationBatches(torch.utils.data.Dataset):
                 "index": torch.tensor(idx)}
 
     def _target(self, it: int) -> dict[str, torch.Tensor]:
-        g = generator(self.seed, it, 2)
-        idx = torch.randint(len(self.target), (self.batch_target,), generator=g).tolist()
+        g = seeded_generator(self.seed, it, 2)
+        idx = self._indices(it, len(self.target), self.batch_target, 5, g)
         images, labels, pseudos = [], [], []
         for i in idx:
             item = self.target[i]
             image, label = item["image"], item["label"]
+            size = (image.shape[-1], image.shape[-2])
+            if label.shape != image.shape[-2:]:
+                label = torch.from_numpy(self.target.transform.label_to(
+                    label.numpy().astype(np.uint8), size)).long()
             if self.target_labels.labelled is not None:
-                mask = torch.from_numpy(self.target_labels.labelled[item["id"]])
+                mask = self.target_labels.labelled[item["id"]]
+                if mask.ndim and mask.shape != image.shape[-2:]:  # 0-d: nothing labelled yet
+                    mask = self.target.transform.label_to(mask, size)
+                mask = torch.from_numpy(np.ascontiguousarray(mask))
                 label = torch.where(mask, label, torch.full_like(label, IGNORE))
             pseudo = torch.full_like(label, IGNORE)
             if self.target_labels.pseudo is not None and item["id"] in self.target_labels.pseudo:
-                pseudo = torch.from_numpy(self.target_labels.pseudo[item["id"]]).long()
+                pseudo_map = self.target_labels.pseudo[item["id"]]
+                if pseudo_map.shape != image.shape[-2:]:
+                    pseudo_map = self.target.transform.label_to(pseudo_map, size)
+                pseudo = torch.from_numpy(np.ascontiguousarray(pseudo_map)).long()
             if self.flip and bool(torch.rand(1, generator=g) < 0.5):
                 image, label, pseudo = image.flip(-1), label.flip(-1), pseudo.flip(-1)
             images.append(image)

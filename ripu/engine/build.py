@@ -11,6 +11,8 @@ from ripu.config import Config
 from ripu.data import SegmentationDataset, build_dataset
 from ripu.data.transforms import SegTransform
 from ripu.errors import DatasetError, RipuError
+from ripu.kinds import get_kind
+from ripu.models import build_model
 
 
 def build_datasets(cfg: Config, *, augment: bool = True,
@@ -18,23 +20,29 @@ def build_datasets(cfg: Config, *, augment: bool = True,
                    ) -> dict[str, SegmentationDataset]:
     """The ``source`` (train), ``target`` (train) and ``val`` (target val) datasets.
 
-    Source images are resized to ``data.source_size`` (random crop and flip when ``augment``);
-    target train images and labels to ``data.target_size`` (no randomness: selection masks
-    live at this resolution; the trainer flips target batches itself); val stays at full
-    label resolution (evaluation resizes the input to ``data.eval_size``). Every file is
-    checked to be a complete PNG; a DatasetError names the root key (``data.target_root``).
+    Every resize follows ``data.resize`` (ripu.data.transforms). Source images are resized to
+    ``data.source_size`` (random crop and flip when ``augment``); target train images and
+    labels to ``data.target_size`` (no randomness; the trainer flips target batches itself),
+    except that with ``active.select_size: label`` a selecting kind keeps the target labels
+    at full size, so selection scores there and the batches map labels and masks to the
+    image size; val images are resized to ``data.eval_size`` and val labels stay at full
+    size (logits are upsampled to them). Every file is checked to be a complete PNG; a
+    DatasetError names the root key (``data.target_root``).
     """
     d = cfg.data
+    label_size = cfg.active.select_size == "label" and get_kind(cfg.train.kind).selects
     makers = {
         "source": lambda: build_dataset(
             d.source, d.source_root, split="train", num_classes=d.num_classes,
             transform=SegTransform(size=d.source_size, crop=d.crop if augment else None,
-                                   flip=d.flip and augment)),
-        "target": lambda: build_dataset(d.target, d.target_root, split="train",
-                                        num_classes=d.num_classes,
-                                        transform=SegTransform(size=d.target_size)),
-        "val": lambda: build_dataset(d.target, d.target_root, split="val",
-                                     num_classes=d.num_classes, transform=SegTransform()),
+                                   flip=d.flip and augment, resize=d.resize)),
+        "target": lambda: build_dataset(
+            d.target, d.target_root, split="train", num_classes=d.num_classes,
+            transform=SegTransform(size=d.target_size, resize=d.resize,
+                                   resize_label=not label_size)),
+        "val": lambda: build_dataset(
+            d.target, d.target_root, split="val", num_classes=d.num_classes,
+            transform=SegTransform(size=d.eval_size, resize=d.resize, resize_label=False)),
     }
     roots = {"source": "data.source_root", "target": "data.target_root",
              "val": "data.target_root"}
@@ -63,9 +71,8 @@ def select_device(name: str) -> torch.device:
 
 
 def build_model_from(cfg: Config, device: torch.device) -> torch.nn.Module:
-    from ripu.models import build_model
-
     m = cfg.model
     pretrained = Path(m.pretrained) if m.pretrained else None
     return build_model(m.arch, cfg.data.num_classes, backbone=m.backbone, pretrained=pretrained,
-                       freeze_bn=m.freeze_bn, seed=cfg.seed).to(device)
+                       freeze_bn=m.freeze_bn, bn_batch_stats=m.bn_batch_stats,
+                       seed=cfg.seed).to(device)

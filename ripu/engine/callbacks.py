@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
-import os
+import contextlib
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ripu.config import Config, flatten
-from ripu.io import write_text
+from ripu.acquisition.export import contact_sheet
+from ripu.acquisition.state import LabelState
+from ripu.config import Config, dump_yaml, flatten
+from ripu.confusion_image import save_confusion_image
+from ripu.engine.trial_dir import RUN_ID_FILE, TrialDir
+from ripu.tracking import Tracker, check_uri
+from ripu.trial import trial_tags
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only
     from ripu.engine.evaluate import EvalResult
     from ripu.engine.trainer import Trainer
     from ripu.selftrain.runner import PseudoLabelSet
 
-RUN_ID_FILE = "mlflow_run_id.txt"
+__all__ = ["RUN_ID_FILE", "Callback", "CallbackList", "TrackingCallback"]
 
 
 class Callback:
@@ -26,6 +32,8 @@ class Callback:
     def on_lse_round(self, trainer: Trainer, round_index: int,
                      pseudo_set: PseudoLabelSet) -> None: ...
     def on_eval(self, trainer: Trainer, result: EvalResult, step: int) -> None: ...
+    def on_before_checkpoint(self, trainer: Trainer, path: Path) -> None:
+        """Called before the checkpoint at ``path`` is written."""
     def on_checkpoint(self, trainer: Trainer, path: Path) -> None: ...
     def on_end(self, trainer: Trainer, results: dict[str, Any], result: EvalResult) -> None: ...
     def on_fail(self, trainer: Trainer) -> None: ...
@@ -46,26 +54,15 @@ class CallbackList(Callback):
         return object.__getattribute__(self, name)
 
 
-def trial_tags(cfg: Config) -> dict[str, str]:
-    """The tags reports group by: kind, strategy, budget, seed, params hash, git revision."""
-    from ripu.engine.trainer import SELECTION_KINDS, resume_hash
-    from ripu.tracking import git_revision
-
-    active = cfg.train.kind in SELECTION_KINDS
-    return {
-        "ripu.kind": cfg.train.kind,
-        "ripu.strategy": cfg.active.strategy if active else cfg.train.kind,
-        "ripu.budget": str(cfg.active.budget if active else 0.0),
-        "ripu.points": str(cfg.active.points if active else 0),
-        "ripu.seed": str(cfg.seed),
-        "ripu.params_hash": resume_hash(cfg),
-        "ripu.git_revision": os.environ.get("RIPU_GIT_REVISION") or git_revision(
-            Path(__file__).resolve().parents[2]),
-    }
-
-
 class TrackingCallback(Callback):
-    """Log a trial to MLflow: params, tags, metrics with steps, figures and artifacts."""
+    """Log a trial to MLflow: params, tags, metrics with steps, figures and artifacts.
+
+    Writes run in the background (:class:`ripu.tracking.Tracker`); the selection contact
+    sheets and the confusion image are drawn there too. Before each checkpoint is
+    written, the values logged so far are flushed: a trial killed after a checkpoint keeps
+    every value logged before it, and when resumed it logs the round files (and sheets) a
+    killed run had not written yet. The run ends (``finish``) once everything is written.
+    """
 
     def __init__(self, tracker) -> None:
         self.tracker = tracker
@@ -73,25 +70,25 @@ class TrackingCallback(Callback):
     @classmethod
     def for_trial(cls, cfg: Config, out_dir: Path, *, resume: bool = False,
                   parent_run_id: str | None = None, run_name: str | None = None,
-                  extra_tags: dict[str, str] | None = None) -> TrackingCallback:
-        """A run for the trial in ``out_dir``; a resumed trial continues its own run."""
-        from ripu.tracking import Tracker, check_uri
-
+                  extra_tags: dict[str, str] | None = None,
+                  background: bool = True) -> TrackingCallback:
+        """A run for the trial in ``out_dir``; a resumed trial continues its own run.
+        ``background=False``: every write is done before its hook returns."""
         check_uri(cfg.tracking.uri)
-        id_file = Path(out_dir) / RUN_ID_FILE
-        run_id = id_file.read_text().strip() if resume and id_file.is_file() else None
+        trial = TrialDir(out_dir)
+        run_id = trial.run_id() if resume else None
         tags = {**trial_tags(cfg), **(extra_tags or {})}
         tracker = Tracker(cfg.tracking.uri, cfg.tracking.experiment, run_id=run_id,
-                          run_name=run_name or Path(out_dir).name, tags=tags,
-                          parent_run_id=parent_run_id)
-        write_text(id_file, tracker.run_id + "\n")  # atomic: a resume never reads half an id
+                          run_name=run_name or trial.root.name, tags=tags,
+                          parent_run_id=parent_run_id, background=background)
+        trial.write_run_id(tracker.run_id)  # atomic: a resume never reads half an id
         return cls(tracker)
 
     def on_start(self, trainer: Trainer) -> None:
-        from ripu.config import dump_yaml
-
         self.tracker.log_params(flatten(trainer.cfg))
         self.tracker.log_text(dump_yaml(trainer.cfg), "config.yaml")
+        if trainer.rounds_done:  # resumed after selection rounds
+            self._log_missing_rounds(trainer)
 
     def on_log(self, trainer: Trainer, metrics: dict[str, float], step: int) -> None:
         self.tracker.log_metrics(metrics, step)
@@ -102,19 +99,28 @@ class TrackingCallback(Callback):
             "acq/labelled_fraction": trainer.state.labelled_fraction(),
             "acq/round_fraction": float(stats.get("round_fraction", 0.0)),
             "acq/iteration": trainer.iteration}, step=round_index)
-        self.tracker.log_artifact(path, "masks")
-        from ripu.acquisition.export import contact_sheet
+        self._log_round(trainer, path)
 
-        sheet = path.with_suffix(".png")
-        contact_sheet(trainer.state, trainer.data["target"], sheet, max_images=12)
-        self.tracker.log_artifact(sheet, "selection")
-        sheet.unlink(missing_ok=True)
+    def _log_round(self, trainer: Trainer, path: Path, state=None) -> None:
+        """The round file and its contact sheet (rendered in the background; select_round
+        returns a new state, so ``trainer.state`` of this round is not changed later)."""
+        state = trainer.state if state is None else state
+        target = trainer.data["target"]
+        self.tracker.log_artifact(path, "masks")
+        self.tracker.log_file(lambda out: contact_sheet(state, target, out, max_images=12),
+                              f"selection/{path.with_suffix('.png').name}")
+
+    def _log_missing_rounds(self, trainer: Trainer) -> None:
+        """Log the round files (and their sheets) of rounds done that the run lacks."""
+        have = self.tracker.artifact_names("masks")
+        for r in range(trainer.rounds_done):
+            path = trainer.trial_dir.round_file(r)
+            if path.name not in have and path.is_file():
+                self._log_round(trainer, path, LabelState.load(path))
 
     def on_lse_round(self, trainer: Trainer, round_index: int,
                      pseudo_set: PseudoLabelSet) -> None:
         """Per LSE round (step = round): kept images, coverage, accuracy, tau per class."""
-        import json
-
         names = trainer.data["target"].class_names
         metrics = {"lse/kept_images": len(pseudo_set.kept_images),
                    "lse/patches": pseudo_set.num_patches, "lse/fraction": pseudo_set.fraction,
@@ -132,24 +138,27 @@ class TrackingCallback(Callback):
         self.tracker.log_metrics({f"val/{k}": v for k, v in result.summary.items()
                                   if k.startswith("miou") and isinstance(v, float)}, step)
 
-    def on_end(self, trainer: Trainer, results: dict[str, Any], result: EvalResult) -> None:
-        from ripu.plots import confusion_figure
+    def on_before_checkpoint(self, trainer: Trainer, path: Path) -> None:
+        self.tracker.flush(files=False)
 
+    def on_end(self, trainer: Trainer, results: dict[str, Any], result: EvalResult) -> None:
         metrics = {f"final/{k}": v for k, v in results.items()
                    if k.startswith("miou") or k in ("labelled_fraction", "seconds")}
         metrics.update({f"final/iou/{name.replace(' ', '_')}": v
                         for name, v in results["iou"].items()})
+        for key, prefix in (("labelled_pixels", "labelled_px"), ("target_pixels", "target_px")):
+            metrics.update({f"{prefix}/{name.replace(' ', '_')}": v
+                            for name, v in results.get(key, {}).items()})
         metrics["final/iterations"] = results["iterations"]
         self.tracker.log_metrics(metrics, step=results["iterations"])
-        fig = confusion_figure(result.confusion.cpu(), trainer.data["val"].class_names)
-        self.tracker.log_figure(fig, "confusion_matrix.png")
-        self.tracker.log_artifact(trainer.out_dir / "results.json")
+        confusion, names = result.confusion.cpu().clone(), trainer.data["val"].class_names
+        self.tracker.log_file(lambda out: save_confusion_image(confusion, names, out),
+                              "confusion_matrix.png")
+        self.tracker.log_artifact(trainer.trial_dir.results_file)
         if trainer.cfg.train.save_model:
             self.tracker.log_artifact(trainer.checkpoint_path, "checkpoint")
         self.tracker.finish("FINISHED")
 
     def on_fail(self, trainer: Trainer) -> None:
-        try:
+        with contextlib.suppress(Exception):  # never mask the original error
             self.tracker.finish("FAILED")
-        except Exception:  # noqa: BLE001 - never mask the original error
-            pass

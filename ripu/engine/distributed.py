@@ -13,8 +13,9 @@ Selection rounds, LSE pseudo-labels and evaluations run on every rank: their inp
 the model replicas are identical, so every rank computes the same label state (no
 broadcast needed). Only rank 0 writes files (checkpoints, round files, results.json) and
 runs the trial's callbacks (MLflow); callbacks with ``all_ranks = True`` run on every rank
-(:class:`ReduceLogs` averages logged metrics over ranks; :class:`TrainReport` feeds Ray
-Train's reports, which are collective). The trial folder must be on storage every node
+(:class:`TrainReport` feeds Ray Train's reports, which are collective). Each rank's trainer
+is given a :class:`~ripu.engine.parallel.DistContext`: it trains on its rank's slice of
+every batch through a DDP wrapper of its model and logs metrics averaged over ranks. The trial folder must be on storage every node
 sees (as for resumable sweeps): every rank reads the checkpoint when resuming.
 
 Backends: ``gloo`` on CPU (tests: 2 CPU workers), ``nccl`` on GPUs (one GPU per worker,
@@ -39,8 +40,13 @@ from typing import Any
 import torch
 
 from ripu.config import Config, SweepConfig
-from ripu.engine.callbacks import Callback, CallbackList
+from ripu.engine.callbacks import Callback, CallbackList, TrackingCallback
+from ripu.engine.parallel import DistContext
+from ripu.engine.trainer import Trainer, train_trial
+from ripu.engine.trial_dir import TrialDir
 from ripu.errors import RipuError
+from ripu.kinds import get_kind
+from ripu.tracking import Tracker, check_uri
 
 BACKENDS = ("gloo", "nccl")
 
@@ -52,9 +58,9 @@ def check_divisible(cfg: Config, world_size: int) -> None:
     """Each rank takes an equal slice of the global batch: the batch sizes must divide."""
     if world_size < 1:
         raise RipuError(f"num_workers: expected a positive integer, got {world_size}")
-    used = {"optim.batch_source": cfg.optim.batch_source} if cfg.train.kind != "source_free" \
-        else {}
-    if cfg.train.kind != "source_only":
+    kind = get_kind(cfg.train.kind)
+    used = {"optim.batch_source": cfg.optim.batch_source} if kind.uses_source else {}
+    if kind.uses_target:
         used["optim.batch_target"] = cfg.optim.batch_target
     for key, size in used.items():
         if size % world_size:
@@ -62,57 +68,7 @@ def check_divisible(cfg: Config, world_size: int) -> None:
                             f"expected a multiple of sweep.workers_per_trial")
 
 
-@dataclasses.dataclass(frozen=True)
-class RankSlice:
-    """This rank's equal share of a batch ``{"source": {...} | None, "target": ...}``.
-
-    Shape:
-        every tensor ``(N, ...) -> (N / world_size, ...)``, rows
-        ``rank * N / world_size ..`` of the global batch.
-    """
-
-    rank: int
-    world_size: int
-
-    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for part, items in batch.items():
-            if items is None:
-                out[part] = None
-                continue
-            n = next(iter(items.values())).shape[0]
-            if n % self.world_size:
-                raise RipuError(f"{part} batch of {n} does not divide among "
-                                f"{self.world_size} workers")
-            k = n // self.world_size
-            out[part] = {key: value[self.rank * k:(self.rank + 1) * k]
-                         for key, value in items.items()}
-        return out
-
-
 # ----------------------------------------------------------------------------- callbacks
-
-
-class ReduceLogs(Callback):
-    """Average logged metrics over ranks, in place, before the other callbacks see them.
-
-    Every rank logs at the same iterations with the same keys, so the collective calls line
-    up. Runs on every rank (``all_ranks``).
-    """
-
-    all_ranks = True
-
-    def on_log(self, trainer, metrics: dict[str, float], step: int) -> None:
-        import torch.distributed as dist
-
-        if not dist.is_initialized() or dist.get_world_size() == 1:
-            return
-        keys = sorted(metrics)
-        values = torch.tensor([float(metrics[k]) for k in keys], dtype=torch.float64,
-                              device=trainer.device)
-        dist.all_reduce(values)
-        values /= dist.get_world_size()
-        metrics.update(zip(keys, values.tolist(), strict=True))
 
 
 class TrainReport(Callback):
@@ -142,15 +98,10 @@ class _ReopenRun:
     run_id: str
 
     def open(self) -> Callback:
-        from ripu.engine.callbacks import TrackingCallback
-        from ripu.tracking import Tracker
-
         return TrackingCallback(Tracker(self.uri, "", run_id=self.run_id))
 
 
 def _portable(callbacks: Sequence[Callback] | None) -> list[Any] | None:
-    from ripu.engine.callbacks import TrackingCallback
-
     if callbacks is None:
         return None
     return [_ReopenRun(cb.tracker.uri, cb.tracker.run_id) if isinstance(cb, TrackingCallback)
@@ -160,66 +111,44 @@ def _portable(callbacks: Sequence[Callback] | None) -> list[Any] | None:
 # ----------------------------------------------------------------------------- worker side
 
 
-def _replicate(trainer, device: torch.device) -> None:
-    """Wrap the trainer's model for data-parallel training (the bare model stays
-    ``trainer.model``: checkpoints, selection and evaluation use it)."""
-    from torch.nn.parallel import DistributedDataParallel
-
-    if device.type == "cuda" and not getattr(trainer.model, "bn_frozen", False):
-        # Batch statistics over the global batch, as in a single process.
-        trainer.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(trainer.model)
-    trainer.train_model = DistributedDataParallel(
-        trainer.model, device_ids=[device.index] if device.type == "cuda" else None)
-
-
-def train_worker(cfg: Config, out_dir: str | Path, *, rank: int, world_size: int,
+def train_worker(cfg: Config, out_dir: str | Path, dist: DistContext, *,
                  init: str | Path | None = None, resume: bool = False, progress: bool = True,
                  callbacks: Sequence[Any] | None = None,
                  device: torch.device | None = None) -> dict[str, Any] | None:
-    """One rank of a data-parallel trial; ``torch.distributed`` must be initialised.
+    """One rank (``dist``) of a data-parallel trial; ``torch.distributed`` must be initialised.
 
     ``callbacks``: as :func:`ripu.engine.trainer.run_trial`'s (None: MLflow tracking of
     ``cfg.tracking``, opened on rank 0), given to rank 0; those with ``all_ranks`` run on
     every rank. Returns the results on rank 0, None elsewhere.
     """
-    import torch.distributed as dist
-
-    from ripu.engine.callbacks import TrackingCallback
-    from ripu.engine.trainer import Trainer, prepare_out_dir, train_trial
-
-    out_dir = Path(out_dir).resolve()
-    main = rank == 0
-    check_divisible(cfg, world_size)
+    trial = TrialDir(out_dir)
+    check_divisible(cfg, dist.world_size)
     run_cfg = cfg
     if device is not None:  # this worker's device (Ray Train: cuda:<local rank>)
         if device.type == "cuda":
             torch.cuda.set_device(device)
         run_cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train,
                                                                      device=str(device)))
-    trainer = Trainer(run_cfg, out_dir, init=init, progress=progress and main)
-    trainer.is_main = main
-    resume = resume and trainer.checkpoint_path.is_file()
-    flag = torch.tensor([int(resume)], device=trainer.device)
-    dist.all_reduce(flag, op=dist.ReduceOp.MIN)  # all ranks decide alike, before rank 0 ...
-    resume = bool(flag.item())
+    trainer = Trainer(run_cfg, trial.root, init=init, progress=progress and dist.is_main,
+                      dist=dist)
+    # All ranks decide alike, before rank 0 may delete a stale checkpoint below.
+    resume = dist.all_true(resume and trial.checkpoint.is_file(), trainer.device)
     if resume:
         trainer.load_checkpoint()
     dist.barrier()
-    if main:  # ... may delete a stale checkpoint here
-        prepare_out_dir(cfg, out_dir, resume)
+    if dist.is_main:
+        trial.prepare(cfg, resume)
     shared = [cb for cb in callbacks or () if getattr(cb, "all_ranks", False)]
     own: list[Callback] = []
-    if main:
+    if dist.is_main:
         if callbacks is None:
-            own = [TrackingCallback.for_trial(cfg, out_dir, resume=resume)]
+            own = [TrackingCallback.for_trial(cfg, trial.root, resume=resume)]
         else:
             own = [cb.open() if isinstance(cb, _ReopenRun) else cb for cb in callbacks
                    if not getattr(cb, "all_ranks", False)]
-    trainer.callbacks = CallbackList([ReduceLogs(), *shared, *own])
-    trainer.batch_transform = RankSlice(rank, world_size)
-    _replicate(trainer, trainer.device)
+    trainer.callbacks = CallbackList([*shared, *own])
     results = train_trial(trainer)
-    return results if main else None
+    return results if dist.is_main else None
 
 
 def _ray_worker(config: dict[str, Any]) -> None:
@@ -229,8 +158,9 @@ def _ray_worker(config: dict[str, Any]) -> None:
 
     ctx = ray.train.get_context()
     device = ray.train.torch.get_device() if config["use_gpu"] else torch.device("cpu")
-    train_worker(config["cfg"], config["out_dir"], rank=ctx.get_world_rank(),
-                 world_size=ctx.get_world_size(), init=config["init"],
+    train_worker(config["cfg"], config["out_dir"],
+                 DistContext(rank=ctx.get_world_rank(), world_size=ctx.get_world_size()),
+                 init=config["init"],
                  resume=config["resume"], progress=config["progress"],
                  callbacks=config["callbacks"], device=device)
 
@@ -335,8 +265,6 @@ def run_trial_distributed(cfg: Config, out_dir: str | Path, *, init: str | Path 
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    from ripu.tracking import check_uri
-
     backend = backend or ("nccl" if use_gpu else "gloo")
     if backend not in BACKENDS:
         raise RipuError(f"backend: unknown {backend!r}, expected one of {', '.join(BACKENDS)}")
@@ -355,8 +283,6 @@ def run_trial_distributed(cfg: Config, out_dir: str | Path, *, init: str | Path 
               "callbacks": None if callbacks is None and not all_ranks
               else [*all_ranks, *(_portable(callbacks) or [])]}
     if callbacks is None and all_ranks:  # default tracking plus the Tune reports
-        from ripu.engine.callbacks import TrackingCallback
-
         tracking = TrackingCallback.for_trial(cfg, out_dir, resume=resume)
         config["callbacks"] = [*all_ranks, *_portable([tracking])]
 
@@ -392,7 +318,7 @@ def run_trial_distributed(cfg: Config, out_dir: str | Path, *, init: str | Path 
             shutil.rmtree(store, ignore_errors=True)
         if started:
             ray.shutdown()
-    path = out_dir / "results.json"
+    path = TrialDir(out_dir).results_file
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError) as exc:

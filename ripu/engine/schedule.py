@@ -1,8 +1,7 @@
-"""Learning-rate schedule and per-iteration seeding."""
+"""Learning-rate schedule and selection-round iterations."""
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 
@@ -20,14 +19,3 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
 def round_iterations(round_at: list[float], iters: int) -> list[int]:
     """Iterations before which selection rounds happen, e.g. ([0.25, 0.3], 40000) -> [10000, 12000]."""
     return [int(round(f * iters)) for f in round_at]
-
-
-def derive_seed(*parts: int) -> int:
-    """A 63-bit seed mixed from integers (seed, iteration, stream...), stable across runs."""
-    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, np.uint64)[0]
-               >> np.uint64(1))
-
-
-def generator(*parts: int) -> torch.Generator:
-    """A CPU torch.Generator seeded with :func:`derive_seed` of ``parts``."""
-    return torch.Generator().manual_seed(derive_seed(*parts))

@@ -33,6 +33,7 @@ def build_model(
     backbone: str = "resnet101",
     pretrained: str | os.PathLike | None = None,
     freeze_bn: bool = True,
+    bn_batch_stats: bool = False,
     seed: int = 0,
 ) -> SegmentationModel:
     """Build a segmentation model.
@@ -41,7 +42,9 @@ def build_model(
     "small" network has its own and ignores it (it is still validated). ``pretrained`` is a
     local file of ImageNet ResNet weights or a full-model checkpoint (see
     :func:`ripu.models.common.load_pretrained`); nothing is ever downloaded. ``freeze_bn``
-    freezes every BatchNorm layer (statistics and affine parameters). Weights are
+    freezes every BatchNorm layer (statistics and affine parameters; with
+    ``bn_batch_stats`` only the affine parameters, the layers normalising with batch
+    statistics in training). Weights are
     initialised from ``seed`` without touching the global RNG. Raises RipuError for an
     unknown ``arch`` or ``backbone`` (listing the valid names) and for bad weights.
     """
@@ -58,7 +61,7 @@ def build_model(
     if pretrained is not None:
         load_pretrained(model, pretrained)
     if freeze_bn:
-        model.freeze_batchnorm()
+        model.freeze_batchnorm(batch_stats=bn_batch_stats)
     return model
 
 

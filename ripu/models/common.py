@@ -67,18 +67,23 @@ class SegmentationModel(nn.Module):
         """Every BatchNorm layer of the network (backbone and head)."""
         return (m for m in self.modules() if isinstance(m, _BatchNorm))
 
-    def freeze_batchnorm(self) -> SegmentationModel:
-        """Freeze every BatchNorm layer: running statistics and affine parameters stay fixed.
+    def freeze_batchnorm(self, batch_stats: bool = False) -> SegmentationModel:
+        """Freeze every BatchNorm layer's affine parameters (``requires_grad=False``, so
+        :meth:`param_groups` leaves them out); gradients still flow through the layers.
 
-        The layers stay in eval mode even under ``model.train()`` and their affine parameters
-        get ``requires_grad=False`` (so :meth:`param_groups` leaves them out). Gradients still
-        flow through them to earlier layers. Returns ``self``.
+        Without ``batch_stats`` the running statistics stay fixed too: the layers stay in
+        eval mode even under ``model.train()`` (the RIPU authors' FrozenBatchNorm2d,
+        BIT-DA/RIPU core/models/layers.py:5-23). With ``batch_stats`` the layers follow the
+        model's mode, so training normalises with batch statistics and updates the running
+        ones (LSE's DeepLab: affine ``requires_grad = False`` in MNaseerSubhani/LSE
+        model/deeplab.py:63-76, the model in train mode in LSE.py:377). Returns ``self``.
         """
-        self.bn_frozen = True
+        self.bn_frozen = not batch_stats
         for bn in self.batchnorms():
             for p in bn.parameters(recurse=False):
                 p.requires_grad_(False)
-            bn.eval()
+            if not batch_stats:
+                bn.eval()
         return self
 
     def train(self, mode: bool = True) -> SegmentationModel:

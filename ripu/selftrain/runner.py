@@ -13,14 +13,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset
-from tqdm import tqdm
 
-from ripu.errors import DatasetError, RipuError
+from ripu.errors import DatasetError
+from ripu.inference import predict
+from ripu.seeding import seeded_generator
 from ripu.selftrain.lse import (
     ImageStats,
     Patch,
@@ -88,12 +87,6 @@ class PseudoLabelSet:
         }
 
 
-def _target_size(item: dict[str, Any]) -> tuple[int, int]:
-    label = item.get("label")
-    ref = label if label is not None else item["image"]
-    return int(ref.shape[-2]), int(ref.shape[-1])
-
-
 def _predict(
     model: nn.Module,
     dataset: Sequence[dict[str, Any]],
@@ -107,44 +100,13 @@ def _predict(
 ) -> Iterator[tuple[int, dict[str, Any], Tensor]]:
     """Yield ``(position, item, probs (C, H, W) on device)`` for each index, in order.
 
-    Batches consecutive items whose image and label sizes agree; logits are upsampled
-    to the label size (bilinear, ``align_corners=True``). The model must already be on
-    ``device``; it runs in eval mode under ``no_grad`` and its mode is restored after.
+    Softmax of :func:`ripu.inference.predict`'s logits at each label's size (batches of
+    consecutive equally-sized items; eval mode, ``no_grad``, the model's mode restored).
     """
-    if batch_size < 1:
-        raise RipuError(f"batch_size must be >= 1, got {batch_size}")
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad(), tqdm(total=len(indices), desc=desc, disable=not progress) as bar:
-            pending: list[tuple[int, dict[str, Any]]] = []
-
-            def flush() -> Iterator[tuple[int, dict[str, Any], Tensor]]:
-                images = torch.stack([it["image"] for _, it in pending]).to(device)
-                logits = model(images)
-                if logits.dim() != 4 or logits.shape[1] != num_classes:
-                    raise RipuError(f"model output must have shape (N, {num_classes}, h, w), "
-                                    f"got {tuple(logits.shape)}")
-                size = _target_size(pending[0][1])
-                logits = F.interpolate(logits.float(), size=size, mode="bilinear",
-                                       align_corners=True)
-                probs = logits.softmax(dim=1)
-                for (pos, it), pr in zip(pending, probs, strict=True):
-                    yield pos, it, pr
-                bar.update(len(pending))
-                pending.clear()
-
-            for pos in indices:
-                item = dataset[pos]
-                key = (tuple(item["image"].shape), _target_size(item))
-                if pending and (len(pending) == batch_size or key != (
-                        tuple(pending[0][1]["image"].shape), _target_size(pending[0][1]))):
-                    yield from flush()
-                pending.append((pos, item))
-            if pending:
-                yield from flush()
-    finally:
-        model.train(was_training)
+    for batch in predict(model, dataset, indices, device=device, batch_size=batch_size,
+                         num_classes=num_classes, progress=progress, desc=desc):
+        probs = batch.logits.softmax(dim=1)
+        yield from zip(batch.positions, batch.items, probs, strict=True)
 
 
 def _thresholds(
@@ -192,8 +154,7 @@ def _label_pass(
 
 def _patch_generator(seed: int, round_index: int, position: int) -> torch.Generator:
     """A generator for one image's crops, independent of processing order."""
-    state = np.random.SeedSequence([seed, round_index, position]).generate_state(1)[0]
-    return torch.Generator().manual_seed(int(state))
+    return seeded_generator(seed, round_index, position, bits=32)
 
 
 def build_pseudo_labels(

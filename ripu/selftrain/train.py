@@ -1,9 +1,10 @@
 """The ``lse`` trial kind: rounds of LSE pseudo-labels, each followed by training on them.
 
-METHOD.md section 3. Each round's pseudo-label set is cached in
-``<out_dir>/lse/round_<r>.pt`` together with the iteration at which the round started and
-how many iterations it trains, so a resumed trial reuses the labels of the model that built
-them instead of rebuilding them from a later model.
+METHOD.md section 3. Each round's pseudo-label set is cached in the trial folder's
+``lse/round_<r>.pt`` (:meth:`ripu.engine.trial_dir.TrialDir.lse_round_file`) together with
+the iteration at which the round started and how many iterations it trains, so a resumed
+trial reuses the labels of the model that built them instead of rebuilding them from a
+later model.
 """
 
 from __future__ import annotations
@@ -16,10 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ripu.engine.batches import TargetLabels
+from ripu.engine.checkpoint import read_checkpoint
+from ripu.engine.schedule import poly_lr
 from ripu.errors import RipuError
 from ripu.io import atomic_path
 from ripu.selftrain.lse import Box, Patch
 from ripu.selftrain.runner import PatchDataset, PseudoLabelSet, build_pseudo_labels
+from ripu.trial import trial_config_hash
 
 if TYPE_CHECKING:
     from ripu.engine.trainer import Trainer
@@ -28,7 +33,6 @@ __all__ = [
     "LSERound",
     "load_round",
     "round_iterations",
-    "round_path",
     "save_round",
     "train_lse",
 ]
@@ -43,7 +47,7 @@ class LSERound:
     """One round's pseudo-labels and where the round sits on the global iteration axis.
 
     The round trains iterations ``start .. start + iterations - 1``; ``config_hash`` is the
-    trial's resume hash when the labels were built.
+    trial's config hash (:func:`ripu.trial.trial_config_hash`) when the labels were built.
     """
 
     pseudo_set: PseudoLabelSet
@@ -63,11 +67,6 @@ def round_iterations(kept_images: int, epochs: int, patches: int, batch_target: 
                         f"batch_target >= 1, got {kept_images}, {epochs}, {patches}, "
                         f"{batch_target}")
     return math.ceil(kept_images * epochs * patches / batch_target)
-
-
-def round_path(out_dir: str | Path, round_index: int) -> Path:
-    """The cache file of round ``round_index`` in a trial folder."""
-    return Path(out_dir) / "lse" / f"round_{round_index}.pt"
 
 
 def _to_plain(rnd: LSERound) -> dict[str, Any]:
@@ -108,7 +107,7 @@ def load_round(path: str | Path) -> LSERound:
     """Read a cache written by :func:`save_round` (``weights_only=True``)."""
     path = Path(path)
     try:
-        d = torch.load(path, map_location="cpu", weights_only=True)
+        d = read_checkpoint(path)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
         raise RipuError(f"{path}: unreadable LSE round cache ({type(exc).__name__}), expected "
                         f"a file written by ripu; delete it to rebuild the round") from None
@@ -120,10 +119,8 @@ def load_round(path: str | Path) -> LSERound:
 
 def _round_labels(trainer: Trainer, r: int) -> LSERound:
     """Round ``r``'s pseudo-labels: from the cache when resumed, else built and cached."""
-    from ripu.engine.trainer import resume_hash
-
     cfg, lse = trainer.cfg, trainer.cfg.lse
-    path, config_hash = round_path(trainer.out_dir, r), resume_hash(trainer.cfg)
+    path, config_hash = trainer.trial_dir.lse_round_file(r), trial_config_hash(trainer.cfg)
     if path.is_file():
         rnd = load_round(path)
         if rnd.config_hash != config_hash or not rnd.start <= trainer.iteration <= rnd.end:
@@ -158,9 +155,6 @@ def train_lse(trainer: Trainer) -> None:
     After training, the callbacks' ``on_lse_round`` hook runs, ``rounds_done`` becomes
     ``r + 1`` and a checkpoint is written, so a resumed trial continues exactly.
     """
-    from ripu.engine.batches import TargetLabels
-    from ripu.engine.schedule import poly_lr
-
     cfg = trainer.cfg
     for r in range(trainer.rounds_done, cfg.lse.rounds):
         rnd = _round_labels(trainer, r)
@@ -169,7 +163,8 @@ def train_lse(trainer: Trainer) -> None:
                            "0 iterations", r, rnd.pseudo_set.fraction, rnd.pseudo_set.rule)
         else:
             patches = PatchDataset(trainer.data["target"], rnd.pseudo_set)
-            batches = trainer.batches(target=patches, target_labels=TargetLabels(labelled=None))
+            batches = trainer.batches(target=patches, target_labels=TargetLabels(labelled=None),
+                                      first=rnd.start)
 
             def lr_at(it: int, start: int = rnd.start, n: int = rnd.iterations) -> float:
                 return poly_lr(cfg.optim.lr, it - start, n, cfg.optim.poly_power)

@@ -10,7 +10,13 @@ import pytest
 import torch
 
 from ripu.data import ClassBalancedSampler, GTA5Dataset, class_image_lists
-from ripu.data.sampling import classes_present
+from ripu.data.sampling import (
+    SUB_EPOCH,
+    SubEpochDraws,
+    adaptive_weights,
+    classes_present,
+    draw_class_balanced,
+)
 from ripu.errors import RipuError
 from tests.data.layouts import write_gta5
 
@@ -132,3 +138,57 @@ def test_sampler_bad_input():
         ClassBalancedSampler({0: [], 1: []}, 10)
     with pytest.raises(RipuError, match="positive integer"):
         ClassBalancedSampler({0: [1]}, 0)
+
+
+# ---------------------------------------------------------- the authors' adaptive draw rule
+
+
+def test_adaptive_weights_hand_computed():
+    """1 / log(1.01 + f_c), normalised (BIT-DA/RIPU core/datasets/gtav.py:42-47)."""
+    every = np.ones(3, bool)
+    np.testing.assert_allclose(adaptive_weights(np.zeros(3), every), [1 / 3] * 3)
+    # f = (0.25, 0.25, 0.5): 1/log(1.26) = 4.326912, 1/log(1.51) = 2.426539.
+    w = adaptive_weights(np.array([1.0, 1.0, 2.0]), every)
+    np.testing.assert_allclose(w, [0.390503, 0.390503, 0.218995], atol=2e-6)
+    # A class without images gets weight 0; the others share the rest.
+    w = adaptive_weights(np.array([0.0, 3.0, 1.0]), np.array([False, True, True]))
+    a, b = 1 / np.log(1.01 + 0.75), 1 / np.log(1.01 + 0.25)
+    np.testing.assert_allclose(w, [0.0, a / (a + b), b / (a + b)])
+
+
+def test_authors_rule_balances_classes_and_cycles_lists():
+    lists = {0: [0, 1, 2], 1: [3], 2: []}
+    drawn = draw_class_balanced(lists, 600, torch.Generator().manual_seed(0), rule="authors")
+    counts = Counter(drawn)
+    # Running class shares pull the draws back to balance: class 1 (one image) about as
+    # often as class 0 (three images), far from the 1:3 of uniform image draws.
+    assert abs(counts[3] - (counts[0] + counts[1] + counts[2])) <= 20
+    # Within a class, images come without replacement: every pass over class 0's list holds
+    # each of its images once.
+    zero = [i for i in drawn if i in (0, 1, 2)]
+    for start in range(0, len(zero) - 2, 3):
+        assert sorted(zero[start:start + 3]) == [0, 1, 2]
+    assert SUB_EPOCH == 3000
+
+
+def test_sub_epoch_draws_depend_on_the_sub_epoch_only():
+    lists = {0: [0, 1], 1: [2, 3, 4], 2: [5]}
+
+    def make(sub: int) -> torch.Generator:
+        return torch.Generator().manual_seed(100 + sub)
+
+    a, b = SubEpochDraws(lists, make), SubEpochDraws(lists, make)
+    late = [a(SUB_EPOCH + k) for k in range(5)]
+    assert [b(k) for k in range(3)] and [b(SUB_EPOCH + k) for k in range(5)] == late
+    first = Counter(a(k) for k in range(SUB_EPOCH))  # a whole sub-epoch, shuffled
+    assert set(first) == set(range(6))
+
+
+def test_sampler_and_batches_share_the_rule():
+    lists = {0: [0, 1, 2], 1: [3]}
+    sampler = ClassBalancedSampler(lists, 50, generator=torch.Generator().manual_seed(5),
+                                   rule="authors")
+    assert list(sampler) == draw_class_balanced(lists, 50, torch.Generator().manual_seed(5),
+                                                rule="authors")
+    with pytest.raises(RipuError, match="class balance rule 'x'"):
+        ClassBalancedSampler(lists, 5, rule="x")

@@ -11,9 +11,9 @@ from PIL import Image
 
 from ripu.data import synthetic
 from ripu.data import synthetic_scene as scene
+from ripu.data.labels import CLASSES_19
 from ripu.data.synthetic import (
     ALLOWED_LABEL_IDS,
-    CLASS_NAMES_19,
     LABEL_IDS_19,
     generate,
     render_image,
@@ -101,11 +101,11 @@ def test_index_matches_the_files(dataset):
     assert on_disk == index
     assert index["seed"] == 3 and (index["height"], index["width"]) == (H, W)
     assert index["counts"] == {"source": 32, "target_train": 30, "target_val": 6}
-    assert index["classes"] == list(CLASS_NAMES_19)
+    assert index["classes"] == list(CLASSES_19)
     labels = _labels(_domain_files(root, "source")[1])
     hist = np.bincount(np.concatenate([lab.ravel() for lab in labels]), minlength=256)
     freq = index["class_frequencies"]["source"]
-    for label_id, name in zip(LABEL_IDS_19, CLASS_NAMES_19, strict=True):
+    for label_id, name in zip(LABEL_IDS_19, CLASSES_19, strict=True):
         assert freq[name] == pytest.approx(hist[label_id] / hist.sum(), abs=1e-6)
     for key in ("source", "target", "target_train", "target_val"):
         assert sum(index["class_frequencies"][key].values()) == pytest.approx(1.0, abs=1e-4)

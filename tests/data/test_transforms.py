@@ -140,3 +140,50 @@ def test_bad_arguments():
         SegTransform()(np.zeros((4, 4, 3), np.uint8), np.zeros((4, 5), np.uint8))
     with pytest.raises(RipuError, match="expected a uint8"):
         SegTransform()(np.zeros((4, 4), np.uint8), np.zeros((4, 4), np.uint8))
+
+
+# ---------------------------------------------------------------- resize rules (data.resize)
+
+
+def test_pil_bicubic_on_a_hand_computed_row():
+    """PIL bicubic (a = -0.5), 4 -> 2 pixels: each output pixel is centred between two input
+    pixels, the kernel stretched 2x. Output 1 (centre 3.0) weighs input pixels at distance
+    1.25, 0.75, 0.25, 0.25 (in kernel units) by -0.0703125, 0.2265625, 0.8671875, 0.8671875
+    (sum 1.890625): for the row 0, 0, 0, 255 that is 0.8671875 * 255 / 1.890625 = 116.96.
+    Output 0 is -0.0703125 * 255 / 1.890625 < 0, clipped to 0. OpenCV's INTER_LINEAR takes
+    the mean of the two middle pixels instead: 0 and 127.5."""
+    row = np.array([[0, 0, 0, 255]], np.uint8)
+    image = np.repeat(row[..., None], 3, axis=2)
+    label = np.zeros((1, 4), np.uint8)
+    img, _ = SegTransform(size=(2, 1), resize="pil_bicubic", normalize=False)(image, label)
+    got = (img[0, 0] * 255).round().tolist()
+    assert got[0] == 0 and abs(got[1] - 117) <= 1
+    img, _ = SegTransform(size=(2, 1), resize="cv2_linear", normalize=False)(image, label)
+    assert (img[0, 0] * 255).round().tolist() == [0, 128]
+
+
+def test_pil_nearest_label_rule_on_a_hand_computed_case():
+    """PIL NEAREST reads source column floor((x + 0.5) * scale): 5 -> 2 reads columns 1, 3;
+    OpenCV's INTER_NEAREST reads floor(x * scale): columns 0, 2."""
+    image = np.zeros((1, 5, 3), np.uint8)
+    label = np.array([[10, 11, 12, 13, 14]], np.uint8)
+    _, lab = SegTransform(size=(2, 1), resize="pil_bicubic")(image, label)
+    assert lab.tolist() == [[11, 13]]
+    _, lab = SegTransform(size=(2, 1), resize="cv2_linear")(image, label)
+    assert lab.tolist() == [[10, 12]]
+    # Bool masks follow the same rule and stay bool.
+    mask = np.array([[False, True, False, False, False]])
+    out = SegTransform(resize="pil_bicubic").label_to(mask, (2, 1))
+    assert out.dtype == bool and out.tolist() == [[True, False]]
+
+
+def test_resize_label_false_keeps_the_label_size():
+    image, label = sample(8, 16)
+    img, lab = SegTransform(size=(8, 4), resize="pil_bicubic", resize_label=False)(image, label)
+    assert img.shape == (3, 4, 8) and lab.shape == (8, 16)
+    np.testing.assert_array_equal(lab.numpy(), label)
+
+
+def test_unknown_resize_rule_is_refused():
+    with pytest.raises(RipuError, match="resize rule 'lanczos'.*cv2_linear, pil_bicubic"):
+        SegTransform(size=(8, 4), resize="lanczos")

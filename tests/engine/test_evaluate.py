@@ -163,7 +163,8 @@ def test_bad_arguments():
     data = [_item(_one_hot_image(FLIP_ROW), FLIP_ROW)]
     with pytest.raises(RipuError, match="class names"):
         evaluate(RightEdgeBias(0.0), data, 3, class_names=["a", "b"])
-    with pytest.raises(RipuError, match="outputs 3 classes, expected 4"):
+    with pytest.raises(RipuError,
+                       match=r"expected logits \(N, 4, h, w\) for 1 images, got \(1, 3, "):
         evaluate(RightEdgeBias(0.0), data, 4, class_names=NAMES + ["d"])
     with pytest.raises(RipuError, match="batch_size"):
         evaluate(RightEdgeBias(0.0), data, 3, batch_size=0, class_names=NAMES)

@@ -10,6 +10,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from ripu.acquisition import LabelState
+from ripu.engine.build import build_datasets
 from ripu.engine.callbacks import Callback
 from ripu.engine.trainer import Trainer, run_trial
 from ripu.errors import RipuError
@@ -49,6 +50,30 @@ def test_each_kind_runs_and_writes_results(tiny_data, tmp_path, kind, strategy):
     else:
         assert rounds == []
         assert res["labelled_fraction"] == (1.0 if kind == "supervised" else 0.0)
+    labelled, target = res["labelled_pixels"], res["target_pixels"]
+    assert list(labelled) == list(target) == list(res["iou"])  # every class, by name
+    assert sum(target.values()) > 0.9 * 6 * 32 * 64  # all target train pixels but ignore
+    if kind == "supervised":
+        assert labelled == target
+    elif kind == "source_only":
+        assert set(labelled.values()) == {0}
+    else:
+        assert all(0 <= labelled[c] <= target[c] for c in target)
+        assert 0 < sum(labelled.values()) <= res["labelled_fraction"] * 6 * 32 * 64
+
+
+def test_labelled_pixel_counts_match_the_round_files_and_labels(tiny_data, tmp_path):
+    cfg = tiny_config(tiny_data, tmp_path)
+    res = run_trial(cfg, tmp_path / "t", progress=False, callbacks=[])
+    state = LabelState.load(tmp_path / "t" / "masks" / "round_1.npz")
+    target = build_datasets(cfg, only=("target",))["target"]
+    expected = np.zeros(19, dtype=np.int64)
+    for i in range(len(target)):
+        label = target[i]["label"].numpy()
+        mask = state.masks_for([target[i]["id"]])[target[i]["id"]]
+        expected += np.bincount(label[mask & (label != 255)], minlength=19)[:19]
+    assert list(res["labelled_pixels"].values()) == expected.tolist()
+    assert sum(expected) > 0
 
 
 def test_point_budget_is_exact(tiny_data, tmp_path):
@@ -148,6 +173,10 @@ def test_mlflow_run_holds_params_metrics_and_artifacts(tiny_data, tmp_path):
     assert run.data.params["active.budget"] == "0.05" and run.data.params["seed"] == "0"
     assert run.data.tags["ripu.strategy"] == "ripu_region" and run.data.tags["ripu.seed"] == "0"
     assert run.data.metrics["final/miou"] == pytest.approx(res["miou"])
+    for name, count in res["labelled_pixels"].items():
+        key = name.replace(" ", "_")
+        assert run.data.metrics[f"labelled_px/{key}"] == count
+        assert run.data.metrics[f"target_px/{key}"] == res["target_pixels"][name]
     steps = [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")]
     assert steps == [2, 4, 6, 8]
     fractions = client.get_metric_history(run.info.run_id, "acq/labelled_fraction")

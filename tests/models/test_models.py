@@ -84,9 +84,42 @@ def test_deeplabv3plus_dilated_backbone_and_aspp_rates(models):
     assert model.backbone.layer3[0].conv2.stride == model.backbone.layer4[0].conv2.stride == (1, 1)
     assert model.backbone.layer3[1].conv2.dilation == (2, 2)
     assert model.backbone.layer4[1].conv2.dilation == (4, 4)
+    # ASPP as the authors build it (BIT-DA/RIPU core/models/build.py:27-29, rates 1/6/12/18)
     rates = [b[0].dilation for b in model.aspp.branches]
-    assert rates == [(1, 1), (12, 12), (24, 24), (36, 36)]
+    assert rates == [(1, 1), (6, 6), (12, 12), (18, 18)]
     assert model.low_project[0].out_channels == 48
+
+
+def _convs(module: torch.nn.Module) -> list[tuple[int, int, int, int, int]]:
+    """(in, out, kernel, dilation, groups) of every convolution, in module order."""
+    return [(m.in_channels, m.out_channels, m.kernel_size[0], m.dilation[0], m.groups)
+            for m in module.modules() if isinstance(m, torch.nn.Conv2d)]
+
+
+def test_deeplabv3plus_head_widths_follow_the_authors(models):
+    """Layer widths of core/models/classifier.py:59-106: 512-channel depthwise-separable ASPP
+    on 2048 features, a 3x3 bottleneck from 5 x 512, 48-channel shortcut on layer1 (256),
+    a decoder of two separable 3x3 convolutions 560 -> 512 -> 512 and a 1x1 classifier."""
+    model = models["deeplabv3plus"]
+    assert _convs(model.aspp.branches) == [
+        (2048, 512, 1, 1, 1),
+        (2048, 2048, 3, 6, 2048), (2048, 512, 1, 1, 1),
+        (2048, 2048, 3, 12, 2048), (2048, 512, 1, 1, 1),
+        (2048, 2048, 3, 18, 2048), (2048, 512, 1, 1, 1),
+    ]
+    assert _convs(model.aspp.pooling) == [(2048, 512, 1, 1, 1)]
+    assert _convs(model.aspp.project) == [(2560, 512, 3, 1, 1)]
+    assert _convs(model.low_project) == [(256, 48, 1, 1, 1)]
+    assert _convs(model.decoder) == [(560, 560, 3, 1, 560), (560, 512, 1, 1, 1),
+                                     (512, 512, 3, 1, 512), (512, 512, 1, 1, 1)]
+    assert _convs(model.classifier) == [(512, NUM_CLASSES, 1, 1, 1)]
+    assert model.classifier.bias is not None
+    biased = [m for m in (model.aspp, model.low_project, model.decoder)
+              for m in m.modules() if isinstance(m, torch.nn.Conv2d) and m.bias is not None]
+    assert biased == []  # every convolution before the classifier is bias-free, BN follows
+    norms = [m.num_features for m in model.decoder.modules()
+             if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms == [560, 512, 512, 512]
 
 
 @pytest.mark.parametrize("arch", sorted(MODELS))
@@ -259,3 +292,20 @@ def test_checkpoint_of_another_arch_errors(tmp_path, models):
     torch.save({"model": models["small"].state_dict()}, path)
     with pytest.raises(RipuError, match=r"small\.pt does not fit.*deeplabv3plus checkpoint"):
         build_model("deeplabv3plus", NUM_CLASSES, backbone="resnet50", pretrained=path)
+
+
+def test_batchnorm_with_batch_statistics_and_frozen_affine():
+    """LSE's DeepLab: BN affine parameters frozen, the layers in train mode (batch
+    statistics, running statistics updated); plain freezing keeps them in eval mode."""
+    model = build_model("small", NUM_CLASSES, freeze_bn=True, bn_batch_stats=True)
+    bns = list(model.batchnorms())
+    assert bns and all(not p.requires_grad for bn in bns for p in bn.parameters())
+    model.train()
+    assert all(bn.training for bn in bns)
+    before = bns[0].running_mean.clone()
+    model(torch.randn(2, 3, 32, 32))
+    assert not torch.equal(bns[0].running_mean, before)
+    model.eval()
+    assert not any(bn.training for bn in bns)
+    frozen = build_model("small", NUM_CLASSES, freeze_bn=True).train()
+    assert not any(bn.training for bn in frozen.batchnorms())

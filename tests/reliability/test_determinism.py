@@ -7,8 +7,10 @@ import pytest
 import torch
 
 from ripu.acquisition import LabelState
+from ripu.cli import select_cli
 from ripu.engine.callbacks import Callback
-from ripu.engine.trainer import read_checkpoint, run_trial, select_cli
+from ripu.engine.checkpoint import read_checkpoint
+from ripu.engine.trainer import run_trial
 from tests.conftest import tiny_config
 
 

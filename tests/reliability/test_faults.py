@@ -24,7 +24,8 @@ import torch
 from ripu.acquisition import LabelState, latest_round
 from ripu.config import dump_yaml
 from ripu.engine.callbacks import Callback
-from ripu.engine.trainer import read_checkpoint, run_trial
+from ripu.engine.checkpoint import read_checkpoint
+from ripu.engine.trainer import run_trial
 from tests.conftest import REPO, tiny_config
 
 FAST = {"optim.iters": 12, "optim.poly_iters": 12, "train.checkpoint_every": 3}

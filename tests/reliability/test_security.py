@@ -12,7 +12,10 @@ from __future__ import annotations
 import ast
 import inspect
 import os
+import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -83,25 +86,33 @@ CALLS = all_calls()
 def test_every_torch_load_passes_weights_only_true():
     loads = [(f, n.lineno, keyword(n, "weights_only")) for f, name, n in CALLS
              if name == "torch.load"]
-    assert len(loads) >= 4  # trainer, models, selftrain, sweep, pipelines
+    # ripu.engine.checkpoint.read_checkpoint (trainer, LSE caches, warm-up, sweep), models
+    assert len(loads) >= 2
     assert [x for x in loads if x[2] is not True] == []
 
 
-def test_no_shell_and_no_string_commands():
-    shells = [(f, n.lineno) for f, name, n in CALLS if keyword(n, "shell") != "missing"]
-    assert shells == []
-    banned = {"os.system", "os.popen", "os.execl", "os.execlp", "os.execv", "os.execvp",
-              "os.spawnl", "os.spawnv", "subprocess.getoutput", "subprocess.getstatusoutput",
-              "eval", "exec", "pickle.load", "pickle.loads", "yaml.load", "yaml.unsafe_load",
-              "yaml.full_load"}
-    assert [(f, n.lineno, name) for f, name, n in CALLS if name in banned] == []
-    runs = [(f, n) for f, name, n in CALLS
-            if name in ("subprocess.run", "subprocess.Popen", "subprocess.call",
-                        "subprocess.check_call", "subprocess.check_output")]
-    assert runs  # git_revision, tracking.serve
-    # an argument list (a literal, or a name bound to one), never a string
-    assert [(f, n.lineno) for f, n in runs
-            if not isinstance(n.args[0], ast.List | ast.Tuple | ast.Name)] == []
+def test_ruff_security_rules_find_nothing():
+    """ruff's flake8-bandit rules (``S`` in pyproject.toml: shell strings, os.system and
+    exec*, eval/exec, pickle, unsafe YAML, binding to every interface, ...) pass on the
+    package, the stage modules and the benchmarks."""
+    ruff = Path(sys.executable).with_name("ruff")
+    done = subprocess.run([str(ruff), "check", "--output-format", "concise", "ripu",
+                           "pipelines", "benchmarks"], cwd=REPO, capture_output=True,
+                          text=True, check=False)
+    assert re.findall(r".* S\d{3} .*", done.stdout) == []
+
+
+def test_ruff_security_rules_are_enforced_and_catch_a_shell_string(tmp_path):
+    """The lint config selects S, and the rules flag what they are trusted to flag."""
+    assert '"S"' in (REPO / "pyproject.toml").read_text().split("[tool.ruff.lint]")[1]
+    bad = tmp_path / "bad.py"
+    bad.write_text("import os\nimport subprocess\n\nos.system('ls')\n"
+                   "subprocess.run('ls', shell=True)\neval('1')\n")
+    ruff = Path(sys.executable).with_name("ruff")
+    done = subprocess.run([str(ruff), "check", "--isolated", "--select", "S",
+                           "--output-format", "concise", str(bad)],
+                          capture_output=True, text=True, check=False)
+    assert {"S605", "S602", "S307"} <= set(re.findall(r"S\d{3}", done.stdout)), done.stdout
 
 
 def test_arrays_are_never_unpickled():
@@ -192,7 +203,8 @@ def test_weights_only_unpickling_is_real(tmp_path):
 
 
 def test_no_loader_runs_code_from_a_checkpoint(tiny_data, tmp_path):
-    from ripu.engine.trainer import load_weights, run_trial
+    from ripu.engine.checkpoint import load_weights
+    from ripu.engine.trainer import run_trial
     from ripu.models import build_model
     from ripu.models.common import load_pretrained
     from ripu.selftrain.train import load_round

@@ -14,9 +14,11 @@ import torch
 from ripu.config import config_from_dict
 from ripu.data.synthetic import generate
 from ripu.engine.callbacks import Callback
-from ripu.engine.trainer import resume_hash, run_trial
+from ripu.engine.trainer import run_trial
+from ripu.engine.trial_dir import TrialDir
 from ripu.errors import RipuError
-from ripu.selftrain.train import load_round, round_iterations, round_path, save_round
+from ripu.selftrain.train import load_round, round_iterations, save_round
+from ripu.trial import trial_config_hash
 
 ROUNDS = 2
 
@@ -111,7 +113,7 @@ def test_lse_trial_end_to_end(lse_run):
     assert 0.0 <= results["miou"] <= 1.0
     expected_start = 0
     for r in range(ROUNDS):
-        rnd = load_round(round_path(out, r))
+        rnd = load_round(TrialDir(out).lse_round_file(r))
         ps = rnd.pseudo_set
         assert ps.round_index == r and ps.fraction == pytest.approx(0.5 + 0.25 * r)
         assert len(ps.kept_images) >= 1  # the test below needs training in every round
@@ -136,7 +138,7 @@ def test_lse_trial_logs_rounds_to_mlflow(lse_run):
     cfg, out, _, _ = lse_run
     client = MlflowClient(cfg.tracking.uri)
     run_id = (out / "mlflow_run_id.txt").read_text().strip()
-    caches = [load_round(round_path(out, r)) for r in range(ROUNDS)]
+    caches = [load_round(TrialDir(out).lse_round_file(r)) for r in range(ROUNDS)]
 
     def history(key: str) -> list[tuple[int, float]]:
         return sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
@@ -167,7 +169,7 @@ def test_lse_trial_logs_rounds_to_mlflow(lse_run):
 def test_lse_resume_matches_uninterrupted_run(lse_run, tmp_path: Path):
     cfg, out, results, _ = lse_run
     trial = tmp_path / "trial"
-    first, second = (load_round(round_path(out, r)) for r in range(2))
+    first, second = (load_round(TrialDir(out).lse_round_file(r)) for r in range(2))
     every = cfg.train.checkpoint_every
     mid = (first.end // every + 1) * every  # the first periodic checkpoint inside round 1
     assert first.end < mid < second.end  # else the test data no longer exercises this
@@ -176,7 +178,7 @@ def test_lse_resume_matches_uninterrupted_run(lse_run, tmp_path: Path):
     assert not (trial / "results.json").exists()
     ckpt = torch.load(trial / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)
     assert (ckpt["iteration"], ckpt["rounds_done"]) == (mid, 1)  # resumes mid-round 1
-    cache_1 = round_path(trial, 1)
+    cache_1 = TrialDir(trial).lse_round_file(1)
     original = load_round(cache_1)
     # A cache that does not fit the checkpoint (another start iteration) is refused.
     save_round(cache_1, dataclasses.replace(original, start=original.start + 1000))
@@ -194,17 +196,17 @@ def test_lse_resume_matches_uninterrupted_run(lse_run, tmp_path: Path):
 def test_fresh_run_discards_stale_round_cache(lse_run, tmp_path: Path):
     cfg, out, _, _ = lse_run
     cfg = dataclasses.replace(cfg, lse=dataclasses.replace(cfg.lse, rounds=1))
-    stale = round_path(tmp_path / "trial", 0)
-    rnd = load_round(round_path(out, 0))
+    stale = TrialDir(tmp_path / "trial").lse_round_file(0)
+    rnd = load_round(TrialDir(out).lse_round_file(0))
     marked = dataclasses.replace(rnd.pseudo_set, kept_ids=["stale"])
-    save_round(stale, dataclasses.replace(rnd, pseudo_set=marked, config_hash=resume_hash(cfg)))
+    save_round(stale, dataclasses.replace(rnd, pseudo_set=marked, config_hash=trial_config_hash(cfg)))
     # --resume without a checkpoint starts afresh: the old folder's cache must not be reused.
     run_trial(cfg, tmp_path / "trial", resume=True, progress=False, callbacks=[])
     assert load_round(stale).pseudo_set.kept_ids == rnd.pseudo_set.kept_ids
 
 
 def test_unreadable_cache_is_refused(tmp_path: Path):
-    bad = round_path(tmp_path, 0)
+    bad = TrialDir(tmp_path).lse_round_file(0)
     bad.parent.mkdir()
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(RipuError, match="unreadable LSE round cache"):
@@ -244,7 +246,7 @@ def test_round_keeping_no_image_trains_nothing(data_root: Path, tmp_path: Path, 
     capture = Capture()
     with caplog.at_level("WARNING", logger="ripu.selftrain.train"):
         results = run_trial(cfg, tmp_path / "trial", progress=False, callbacks=[capture])
-    rnd = load_round(round_path(tmp_path / "trial", 0))
+    rnd = load_round(TrialDir(tmp_path / "trial").lse_round_file(0))
     assert rnd.pseudo_set.kept_images == [] and rnd.iterations == 0
     assert results["iterations"] == 0 and capture.rounds[0].num_patches == 0
     assert "keeps no target image" in caplog.text

@@ -1,0 +1,75 @@
+"""How the report names and orders what it shows: methods, budgets, classes.
+
+A *method* is a kind with its strategy: the plain selecting kind (trained on source plus its
+selected labels) is named by its strategy alone (``ripu_region``), other selecting kinds by
+``<kind>/<strategy>`` (``hybrid/ripu_region``), kinds that do not select by their name
+(``lse``). Kind facts come from the registry (:mod:`ripu.kinds`), strategy facts from the
+strategy registry (:mod:`ripu.acquisition.strategies`); no name is compared here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from ripu.acquisition.strategies import get_strategy
+from ripu.data.labels import CLASSES_19
+from ripu.kinds import KINDS, TrialKind, get_kind
+
+# Class names as the trials log them in metric keys (spaces -> "_"), METHOD.md section 4.
+CLASS_ORDER = tuple(name.replace(" ", "_") for name in CLASSES_19)
+# Readable strategy names for tables and legends (presentation data; the strategy registry
+# holds no display names).
+STRATEGY_DISPLAY = {
+    "ripu_region": "RIPU-RA", "ripu_point": "RIPU-PA", "random_region": "random regions",
+    "random_point": "random points", "entropy_region": "entropy regions (U)",
+    "impurity_region": "impurity regions (P)", "full_image": "full images",
+}
+
+
+def metric_class(name: str) -> str:
+    """A class name as metric keys spell it: ``traffic light`` -> ``traffic_light``."""
+    return name.replace(" ", "_")
+
+
+def order_classes(names: Iterable[str]) -> list[str]:
+    """Metric-key class names in METHOD.md order, unknown ones after them, sorted."""
+    names = set(names)
+    known = [c for c in CLASS_ORDER if c in names]
+    return known + sorted(names - set(known))
+
+
+def is_point_strategy(strategy: str) -> bool:
+    """Point strategies label single pixels: their budget is ``points`` per image."""
+    return get_strategy(strategy).mode == "point"
+
+
+def is_variant(kind: TrialKind) -> bool:
+    """A selecting kind other than the plain one (source batches plus the selected labels
+    alone), so its methods carry the kind's name: source-free, hybrid."""
+    return not (kind.uses_source and kind.target_labels == "selected")
+
+
+def method_id(kind_name: str, strategy: str) -> str:
+    """``ripu_region`` (plain selecting kind), ``source_free/ripu_region``, ``lse``."""
+    kind = get_kind(kind_name)
+    if not kind.selects:
+        return kind.name
+    return f"{kind.name}/{strategy}" if is_variant(kind) else strategy
+
+
+def display_name(method: str) -> str:
+    """A readable name of a :func:`method_id` for tables and legends: ``RIPU-RA``,
+    ``RIPU-RA source-free``, ``RIPU-RA + LSE``, ``LSE``."""
+    kind_name, _, strategy = method.rpartition("/")
+    if not kind_name:
+        return get_kind(method).display if method in KINDS else STRATEGY_DISPLAY.get(method,
+                                                                                     method)
+    return f"{STRATEGY_DISPLAY.get(strategy, strategy)} {get_kind(kind_name).display}"
+
+
+def budget_label(kind_name: str, strategy: str, budget: float, points: int) -> str:
+    """``"2.2%"``, ``"40 px/image"``; ``"0%"`` without target labels, ``"100%"`` with all."""
+    kind = get_kind(kind_name)
+    if kind.selects:
+        return f"{points} px/image" if is_point_strategy(strategy) else f"{100 * budget:g}%"
+    return f"{100 * (kind.labelled_fraction_fixed or 0.0):g}%"

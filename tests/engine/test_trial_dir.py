@@ -1,0 +1,70 @@
+"""TrialDir: the folder layout, stale files, finished and resumable checks."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from ripu.engine.checkpoint import TrialCheckpoint, checkpoint_config_hash, save_trial_checkpoint
+from ripu.engine.trial_dir import TrialDir
+from ripu.trial import trial_config_hash
+from tests.conftest import tiny_config
+
+
+def _touch(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("x")
+
+
+def _checkpoint(cfg) -> TrialCheckpoint:
+    return TrialCheckpoint(model={"w": torch.ones(2)}, optimizer={}, iteration=3,
+                           rounds_done=1, config_hash=trial_config_hash(cfg), num_classes=19,
+                           arch="small")
+
+
+def test_layout(tmp_path):
+    t = TrialDir(tmp_path / "a" / ".." / "t")
+    assert t.root == (tmp_path / "t").resolve()
+    assert t.checkpoint == t.root / "checkpoints" / "last.pt"
+    assert t.results_file == t.root / "results.json"
+    assert t.round_file(2) == t.root / "masks" / "round_2.npz"
+    assert t.lse_round_file(0) == t.root / "lse" / "round_0.pt"
+    assert t.run_id_file.name == "mlflow_run_id.txt" and t.run_id() is None
+    t.write_run_id("abc")
+    assert t.run_id() == "abc"
+
+
+def test_prepare_removes_an_earlier_attempt_unless_resuming(tmp_path):
+    cfg = tiny_config(tmp_path, tmp_path)
+    t = TrialDir(tmp_path / "t")
+    stale = [t.results_file, t.checkpoint, t.round_file(0), t.round_file(1),
+             t.lse_round_file(0)]
+    for path in stale:
+        _touch(path)
+    assert t.prepare(cfg, resume=True)  # a checkpoint: keep everything
+    assert all(p.exists() for p in stale) and t.same_config(cfg)
+    assert not t.prepare(cfg, resume=False)
+    assert not any(p.exists() for p in stale) and t.config_file.is_file()
+    other = tiny_config(tmp_path, tmp_path, **{"active.budget": 0.02})
+    assert not t.same_config(other)
+    assert not t.prepare(cfg, resume=True)  # nothing to resume from
+
+
+def test_finished_and_resumable_follow_the_config_hash(tmp_path):
+    cfg = tiny_config(tmp_path, tmp_path)
+    other = tiny_config(tmp_path, tmp_path, **{"seed": 1})
+    device_only = tiny_config(tmp_path, tmp_path, **{"train.device": "cpu",
+                                                     "tracking.experiment": "elsewhere"})
+    t = TrialDir(tmp_path / "t")
+    assert t.finished_results(cfg) is None and not t.can_resume(cfg)
+    save_trial_checkpoint(t.checkpoint, _checkpoint(cfg))
+    assert checkpoint_config_hash(t.checkpoint) == trial_config_hash(cfg)
+    assert t.can_resume(cfg) and t.can_resume(device_only) and not t.can_resume(other)
+    t.write_results({"resume_hash": trial_config_hash(cfg), "miou": 0.5})
+    assert t.finished_results(cfg) == json.loads(t.results_file.read_text())
+    assert t.finished_results(other) is None
+    t.checkpoint.write_bytes(t.checkpoint.read_bytes()[:50])  # truncated: start afresh
+    assert not t.can_resume(cfg)
+    t.results_file.write_text("{")
+    assert t.finished_results(cfg) is None

@@ -1,0 +1,104 @@
+"""Paired differences over seeds (``paired.csv`` and its section of ``summary.md``), computed
+by hand on trials logged into a real SQLite MLflow store."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from ripu.report import build_report
+from ripu.report.paired import COLUMNS, Pair, paired_frame
+from tests.test_report import log_trial
+
+# (kind, strategy, budget) -> {seed: mIoU}. Expected differences in points, by hand:
+#   RIPU-RA - random regions @ 2.2%: seeds 0 1 2 -> +2, +3, 0: mean 5/3 = 1.67,
+#     std sqrt(((1/3)^2 + (4/3)^2 + (5/3)^2) / 2) = sqrt(7/3) = 1.53; 2 / 0 / 1 tie
+#   RIPU-RA - random regions @ 5%: only seed 1 in both -> -1: n 1, no std; 0 / 1 / 0
+#   random regions @ 1% has no RIPU-RA twin, RIPU-PA no random points: skipped
+#   LSE - source only: seeds 0 1 -> -1, +3: mean 1, std sqrt(8) = 2.83; 1 / 1 / 0
+#   hybrid RIPU-RA - RIPU-RA @ 2.2%: seeds 0 1 -> -5, +3: mean -1, std sqrt(32) = 5.66
+TRIALS = {
+    ("active", "ripu_region", 0.022): {0: 0.50, 1: 0.52, 2: 0.47},
+    ("active", "random_region", 0.022): {0: 0.48, 1: 0.49, 2: 0.47},
+    ("active", "ripu_region", 0.05): {0: 0.60, 1: 0.58},
+    ("active", "random_region", 0.05): {1: 0.59, 2: 0.70},
+    ("active", "random_region", 0.01): {0: 0.40},
+    ("active", "ripu_point", 0.0): {0: 0.44},
+    ("lse", "lse", 0.0): {0: 0.30, 1: 0.33},
+    ("source_only", "source_only", 0.0): {0: 0.31, 1: 0.30},
+    ("hybrid", "ripu_region", 0.022): {0: 0.45, 1: 0.55},
+    ("supervised", "supervised", 0.0): {0: 0.80},
+}
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("paired")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    MlflowClient(uri).create_experiment("paired", artifact_location=str(root / "artifacts"))
+    for (kind, strategy, budget), seeds in TRIALS.items():
+        for seed, miou in seeds.items():
+            log_trial(uri, "paired", f"{kind}-{strategy}-{budget:g}-s{seed}", kind, strategy,
+                      seed, miou, budget=budget)
+    build_report(uri, experiment="paired", out_dir=root / "out")
+    return {"paired": pd.read_csv(root / "out" / "paired.csv", dtype={"seeds": str, "differences": str}),
+            "md": re.sub(r" +", " ", (root / "out" / "summary.md").read_text()),
+            "results": pd.read_csv(root / "out" / "results.csv")}
+
+
+def test_paired_csv_hand_computed(report):
+    p = report["paired"]
+    assert list(p.columns) == list(COLUMNS)
+    got = [(r.method, r.baseline, r.budget_label, r.n, r.mean_diff,
+            "" if math.isnan(r.std_diff) else r.std_diff,  # undefined for one seed: empty
+            r.method_better, r.baseline_better, r.ties, r.seeds, r.differences)
+           for r in p.itertuples(index=False)]
+    assert got == [
+        ("ripu_region", "random_region", "2.2%", 3, 1.67, round(math.sqrt(7 / 3), 2), 2, 0, 1,
+         "0 1 2", "+2.00 +3.00 +0.00"),
+        ("ripu_region", "random_region", "5%", 1, -1.0, "", 0, 1, 0, "1", "-1.00"),
+        ("lse", "source_only", "0%", 2, 1.0, round(math.sqrt(8), 2), 1, 1, 0, "0 1",
+         "-1.00 +3.00"),
+        ("hybrid/ripu_region", "ripu_region", "2.2%", 2, -1.0, round(math.sqrt(32), 2), 1, 1,
+         0, "0 1", "-5.00 +3.00"),
+    ]
+    assert p["comparison"].tolist()[0] == "RIPU-RA − random regions"
+    assert p["comparison"].tolist()[-1] == "RIPU-RA + LSE − RIPU-RA"
+
+
+def test_paired_section_in_summary(report):
+    md = report["md"]
+    assert "## Paired differences over seeds" in md
+    assert ("| RIPU-RA − random regions | 2.2% | 3 | +1.67 ± 1.53 | 2 / 0 / 1 | "
+            "s0 +2.00, s1 +3.00, s2 +0.00 |") in md
+    assert "| RIPU-RA − random regions | 5% | 1 | -1.00 | 0 / 1 / 0 | s1 -1.00 |" in md
+    assert "| LSE − source only | 0% | 2 | +1.00 ± 2.83 | 1 / 1 / 0 | s0 -1.00, s1 +3.00 |" in md
+    # the paper's "random below RIPU" ordering check comes from the same pair table
+    assert "- ✗ random regions @ 5% (64.50) < RIPU-RA @ 5% (59.00)" in md
+
+
+def test_pairs_are_data_and_missing_ones_are_skipped(report):
+    results = report["results"]
+    custom = (Pair("ripu_point", "random_point"), Pair("supervised", "ripu_region"),
+              Pair("ripu_region", "no_such_method"))
+    assert paired_frame(results, custom).empty  # no shared (budget, seed): nothing, no error
+    # a pair of two methods with budgets of their own never pairs across budgets
+    flipped = paired_frame(results, (Pair("random_region", "ripu_region"),))
+    assert flipped["budget_label"].tolist() == ["2.2%", "5%"]
+    assert flipped["mean_diff"].tolist() == [-1.67, 1.0]
+    assert (flipped["method_better"].tolist(), flipped["baseline_better"].tolist()) == (
+        [0, 1], [2, 0])
+
+
+def test_no_pairs_gives_header_and_a_sentence(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    MlflowClient(uri).create_experiment("alone", artifact_location=str(tmp_path / "a"))
+    log_trial(uri, "alone", "ra", "active", "ripu_region", 0, 0.5)
+    build_report(uri, experiment="alone", out_dir=tmp_path / "out")
+    assert (tmp_path / "out" / "paired.csv").read_text() == ",".join(COLUMNS) + "\n"
+    assert ("No method and its baseline were run with the same seed and budget."
+            in (tmp_path / "out" / "summary.md").read_text())
