@@ -336,5 +336,5 @@ def test_every_class_covers_target_pixels(dataset):
     """Each of the 19 classes holds a learnable share of the target pixels."""
     _, index = dataset
     freq = index["class_frequencies"]["target"]
-    for name in CLASS_NAMES_19:
+    for name in CLASSES_19:
         assert freq[name] >= 0.0005, (name, freq[name])  # 0.05% even at 32x64
