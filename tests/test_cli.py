@@ -61,3 +61,25 @@ def test_train_refuses_bad_params_before_writing(tmp_path):
     out = ripu("train", "--out", str(out_dir), "-S", "active.radius=-1")
     assert out.returncode == 2 and "active.radius" in out.stderr
     assert not out_dir.exists()
+
+
+@pytest.mark.parametrize("words", [["--help"], ["train", "--help"], ["config", "check"]],
+                         ids=lambda w: "-".join(w))
+def test_help_and_config_check_import_no_torch(words):
+    """The parser and `config check` answer without importing torch (seconds on a laptop);
+    the handlers that need it are imported when their command runs."""
+    code = ("import runpy, sys\nsys.argv = ['ripu', *sys.argv[1:]]\ntry:\n"
+            "    runpy.run_module('ripu', run_name='__main__')\nexcept SystemExit as e:\n"
+            "    assert not e.code, e.code\nprint('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, *words], cwd=REPO, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_a_command_loads_its_handler_when_it_runs(tmp_path):
+    out = ripu("data", "synth", "--out", str(tmp_path / "d"), "-q", "-S", "synth.source_images=1",
+               "-S", "synth.target_train=1", "-S", "synth.target_val=1", "-S", "synth.height=32",
+               "-S", "synth.width=64")
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "d" / "index.json").is_file()

@@ -131,6 +131,8 @@ class DomainStyle:
     vignette: Range = (0.0, 0.0)
     light_field: float = 0.0
     gamma: Range = (1.0, 1.0)
+    reach: float = 1.0  # scales the far limit of every object's depth range
+    thin: float = 1.0  # width of thin structures (poles, lights, signs, two-wheeler frames)
 
 
 SOURCE = DomainStyle(
@@ -142,6 +144,7 @@ SOURCE = DomainStyle(
     fence=0.2, parked_car=0.3, moving_vehicles=2.0, truck_share=0.25, bus_share=0.12,
     train=0.12, persons=2.0, riders=0.5, bicycles=0.25, motorcycles=0.45,
     pole_spacing=(14.0, 26.0), light=0.35, sign=0.35, clutter=0.8, ego=0.0, captured=False,
+    reach=0.5, thin=2.0,
 )
 
 TARGET = DomainStyle(
@@ -149,12 +152,12 @@ TARGET = DomainStyle(
     tint=(0.95, 0.97, 1.04), colour_jitter=12.0, horizon=(0.36, 0.42), focal=(0.98, 1.15),
     camera_height=1.4, building_height=(9.0, 28.0), sidewalk=(2.4, 5.0),
     side_kinds=(0.62, 0.30, 0.08),
-    end_wall=0.55, terrain_setback=0.3, parking_setback=0.15, tree_slot=0.5, wall=0.12,
-    fence=0.2, parked_car=0.45, moving_vehicles=1.3, truck_share=0.03, bus_share=0.06,
-    train=0.12, persons=4.0, riders=0.6, bicycles=0.8, motorcycles=0.3,
-    pole_spacing=(9.0, 18.0), light=0.4, sign=0.5, clutter=0.8, ego=0.85, captured=True,
+    end_wall=0.55, terrain_setback=0.4, parking_setback=0.15, tree_slot=0.5, wall=0.25,
+    fence=0.2, parked_car=0.4, moving_vehicles=1.6, truck_share=0.15, bus_share=0.15,
+    train=0.25, persons=4.0, riders=1.5, bicycles=1.2, motorcycles=1.0,
+    pole_spacing=(9.0, 18.0), light=0.6, sign=0.6, clutter=1.2, ego=0.85, captured=True,
     texture=0.45, blur=(0.5, 0.9), noise=(1.5, 4.0), vignette=(0.15, 0.35), light_field=0.12,
-    gamma=(0.9, 1.1),
+    gamma=(0.9, 1.1), reach=0.5, thin=2.0,
 )
 
 STYLES: dict[str, DomainStyle] = {"source": SOURCE, "target": TARGET}
@@ -684,9 +687,11 @@ def _person(x: float, z: float, pal: Palette, rng: np.random.Generator) -> Draw:
 
 
 def _two_wheeler(
-    kind: int, x: float, z: float, pal: Palette, rng: np.random.Generator, ridden: bool
+    kind: int, x: float, z: float, pal: Palette, rng: np.random.Generator, ridden: bool,
+    thin: float = 1.0,
 ) -> Draw:
-    """A bicycle or motorcycle in side view, optionally with its rider."""
+    """A bicycle or motorcycle in side view, optionally with its rider; ``thin`` widens
+    the frame and tyres."""
     facing = 1.0 if rng.random() < 0.5 else -1.0
     frame, tyre = pal.instance("paint"), pal("tyre")
     skin, cloth, legs = pal.instance("skin"), pal.instance("cloth"), pal.instance("cloth")
@@ -704,11 +709,11 @@ def _two_wheeler(
         seat, bar = p(-0.15, 0.9), p(0.42, 1.0)
         if kind == BICYCLE:
             for cx, cy in (rear, front):
-                c.ring(cx, cy, wheel * s, 0.07 * s, kind, tyre)
+                c.ring(cx, cy, wheel * s, 0.07 * thin * s, kind, tyre)
             crank = p(0.0, 0.3)
             for a, b in ((rear, seat), (seat, crank), (crank, rear), (crank, bar), (bar, front),
                          (seat, bar)):
-                c.segment(*a, *b, 0.06 * s, kind, frame)
+                c.segment(*a, *b, 0.06 * thin * s, kind, frame)
         else:
             for cx, cy in (rear, front):
                 c.ellipse(cx, cy, wheel * s, wheel * s, kind, tyre)
@@ -747,18 +752,19 @@ def _pole(
     def draw(c: Canvas, cam: Camera) -> None:
         s = cam.f / z
         u, v = cam.project(x, 0.0, z)
-        c.rect(u - 0.07 * s, v - tall * s, u + 0.07 * s, v, POLE, colour)
+        t = style.thin * s
+        c.rect(u - 0.07 * t, v - tall * s, u + 0.07 * t, v, POLE, colour)
         if light:
             lx = x - np.sign(x) * (2.5 if arm else 0.0)
             if arm:
                 (a0, b0), (a1, b1) = cam.project(x, tall - 0.2, z), cam.project(lx, tall - 0.2, z)
-                c.segment(a0, b0, a1, b1, 0.1 * s, POLE, colour)
+                c.segment(a0, b0, a1, b1, 0.1 * t, POLE, colour)
             cu, cv = cam.project(lx, tall - 0.2, z)
-            c.rect(cu - 0.17 * s, cv, cu + 0.17 * s, cv + 0.85 * s, LIGHT, housing)
-            c.ellipse(cu, cv + (0.16 + 0.27 * lamp) * s, 0.1 * s, 0.1 * s, LIGHT, lamp_colour)
+            c.rect(cu - 0.17 * t, cv, cu + 0.17 * t, cv + 0.85 * t, LIGHT, housing)
+            c.ellipse(cu, cv + (0.16 + 0.27 * lamp) * t, 0.1 * t, 0.1 * t, LIGHT, lamp_colour)
         if sign:
             cu, cv = cam.project(x, sign_h, z)
-            r = 0.3 * s
+            r = 0.3 * t
             if sign_shape == 0:
                 c.ellipse(cu, cv, r, r, SIGN, sign_colour)
             elif sign_shape == 1:
@@ -809,6 +815,7 @@ def sample_objects(
     """Every object of the scene as (near depth in metres, draw function)."""
     objs: list[tuple[float, Draw]] = []
     left, right = street.sides
+    far = style.reach
 
     def walk_x(side: Side) -> float:
         return side.sign * (side.kerb + float(rng.uniform(0.35, max(side.sidewalk - 0.35, 0.4))))
@@ -817,13 +824,13 @@ def sample_objects(
         return float(rng.uniform(-left.kerb + 1.3, right.kerb - 1.3))
 
     for side in street.sides:
-        for z0, _ in _slots(rng, 3.0, 70.0, (5.0, 7.0)):
+        for z0, _ in _slots(rng, 3.0, 70.0 * far, (5.0, 7.0)):
             if rng.random() < style.parked_car:
                 kind = TRUCK if rng.random() < style.truck_share and z0 > 18 else CAR
                 objs.append((z0, _vehicle(kind, side.sign * (side.kerb - 1.15), z0, pal)))
-        for z0, _ in _slots(rng, 3.0, 80.0, style.pole_spacing):
+        for z0, _ in _slots(rng, 3.0, 80.0 * far, style.pole_spacing):
             objs.append((z0, _pole(side.sign * (side.kerb + 0.35), z0, pal, rng, style)))
-        for z0, _ in _slots(rng, 4.0, 80.0, (7.0, 12.0)):
+        for z0, _ in _slots(rng, 4.0, 80.0 * far, (7.0, 12.0)):
             if rng.random() < style.tree_slot:
                 xt = side.sign * (side.kerb + side.sidewalk * float(rng.uniform(0.5, 0.9)))
                 objs.append((z0, _tree(xt, z0, pal, rng)))
@@ -831,28 +838,30 @@ def sample_objects(
         u = rng.random()
         kind = TRUCK if u < style.truck_share else BUS if u < style.truck_share + style.bus_share \
             else CAR
-        z0 = float(rng.uniform(6.0 if kind == CAR else 12.0, 60.0))
+        z0 = float(rng.uniform(6.0 if kind == CAR else 12.0, 60.0 * far))
         objs.append((z0, _vehicle(kind, lane_x(), z0, pal)))
     if street.tram:
-        z0 = float(rng.uniform(8.0, 45.0))
+        z0 = float(rng.uniform(8.0, 45.0 * far))
         objs.append((z0, _vehicle(TRAIN, 0.0, z0, pal)))
     for _ in range(rng.poisson(style.persons)):
-        z0 = float(rng.uniform(3.5, 45.0))
+        z0 = float(rng.uniform(3.5, 45.0 * far))
         side = street.sides[int(rng.integers(2))]
         x = walk_x(side) if rng.random() < 0.85 else lane_x()
         objs.append((z0, _person(x, z0, pal, rng)))
     for _ in range(rng.poisson(style.riders)):
-        z0 = float(rng.uniform(4.0, 40.0))
+        z0 = float(rng.uniform(4.0, 40.0 * far))
         side = street.sides[int(rng.integers(2))]
         kind = BICYCLE if rng.random() < 0.65 else MOTORCYCLE
-        objs.append((z0, _two_wheeler(kind, side.sign * (side.kerb - 0.8), z0, pal, rng, True)))
+        objs.append((z0, _two_wheeler(kind, side.sign * (side.kerb - 0.8), z0, pal, rng, True,
+                                          style.thin)))
     for kind, rate in ((BICYCLE, style.bicycles), (MOTORCYCLE, style.motorcycles)):
         for _ in range(rng.poisson(rate)):
-            z0 = float(rng.uniform(4.0, 35.0))
+            z0 = float(rng.uniform(4.0, 35.0 * far))
             side = street.sides[int(rng.integers(2))]
-            objs.append((z0, _two_wheeler(kind, walk_x(side), z0, pal, rng, False)))
+            objs.append((z0, _two_wheeler(kind, walk_x(side), z0, pal, rng, False,
+                                              style.thin)))
     for _ in range(rng.poisson(style.clutter)):
-        z0 = float(rng.uniform(4.0, 40.0))
+        z0 = float(rng.uniform(4.0, 40.0 * far))
         objs.append((z0, _clutter(walk_x(street.sides[int(rng.integers(2))]), z0, pal, rng)))
     return objs
 

@@ -297,3 +297,44 @@ def test_blur_and_smooth_noise():
     noise = scene.smooth_noise(np.random.default_rng(0), 16, 32, (3, 5))
     assert noise.shape == (16, 32)
     assert np.abs(np.diff(noise, axis=1)).max() < 0.5 < np.abs(noise).max()  # smooth, not flat
+
+
+def test_thin_structures_scale_with_the_style():
+    """A pole 10 m ahead at f = 500 px: half-width 0.07 m * thin * 50 px/m."""
+    from dataclasses import replace
+
+    cam = scene.Camera(h=200, w=200, f=500.0, hy=60.0, vx=100.0, height=1.5)
+    widths = {}
+    for thin in (1.0, 2.0):
+        style = replace(scene.TARGET, thin=thin, light=0.0, sign=0.0)
+        rng = np.random.default_rng(0)
+        pal = scene.Palette(style, rng)
+        canvas = scene.Canvas(200, 200)
+        scene._pole(0.0, 10.0, pal, rng, style)(canvas, cam)
+        row = canvas.label[int(cam.project(0.0, 0.5, 10.0)[1])]  # 0.5 m above the ground
+        widths[thin] = int((row == scene.POLE).sum())
+    assert widths == {1.0: 7, 2.0: 14}  # 2 * 0.07 * 50 = 7 px, then 14 px
+
+
+def test_objects_stay_within_the_styles_reach():
+    """Every object's near depth is below its range's far limit scaled by ``reach``."""
+    from dataclasses import replace
+
+    for reach in (0.5, 1.0):
+        style = replace(scene.TARGET, reach=reach)
+        depths = []
+        for i in range(20):
+            rng = np.random.default_rng(i)
+            street = scene.sample_street(rng, style)
+            depths += [z for z, _ in scene.sample_objects(rng, style, street,
+                                                          scene.Palette(style, rng))]
+        assert max(depths) < 80.0 * reach  # the farthest range: poles and trees, 80 m
+    assert scene.TARGET.reach < 1.0 and scene.TARGET.thin > 1.0
+
+
+def test_every_class_covers_target_pixels(dataset):
+    """Each of the 19 classes holds a learnable share of the target pixels."""
+    _, index = dataset
+    freq = index["class_frequencies"]["target"]
+    for name in CLASSES_19:
+        assert freq[name] >= 0.0005, (name, freq[name])  # 0.05% even at 32x64

@@ -49,13 +49,13 @@ def models() -> dict[str, torch.nn.Module]:
 
 @pytest.mark.parametrize(
     ("arch", "out_hw"),
-    [("deeplabv2", (5, 7)), ("deeplabv3plus", (9, 13)), ("small", (5, 7))],
+    [("deeplabv2", (5, 7)), ("deeplabv3plus", (9, 13)), ("small", (9, 13))],
 )
 def test_output_shape_and_every_parameter_gets_a_gradient(models, arch, out_hw):
     model = models[arch]
     out = _forward_backward(model, _x())
     assert out.shape == (1, NUM_CLASSES, *out_hw)
-    assert model.output_stride == {"deeplabv2": 8, "deeplabv3plus": 4, "small": 8}[arch]
+    assert model.output_stride == {"deeplabv2": 8, "deeplabv3plus": 4, "small": 4}[arch]
     _assert_every_param_has_gradient(model)
 
 
@@ -180,8 +180,10 @@ def test_small_network_size_and_receptive_field():
     assert 100_000 < n_params < 1_000_000
     x = _x(0, (1, 3, 128, 256)).requires_grad_(True)
     out = model(x)
-    assert out.shape == (1, 19, 16, 32)
-    out[0, :, 8, 16].sum().backward()  # output pixel at the image centre
+    assert out.shape == (1, 19, 32, 64)  # output stride 4
+    assert model.backbone.stem[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert out.is_contiguous()
+    out[0, :, 16, 32].sum().backward()  # output pixel at the image centre
     cols = (x.grad.abs().sum((0, 1, 2)) > 0).nonzero().flatten()
     rows = (x.grad.abs().sum((0, 1, 3)) > 0).nonzero().flatten()
     assert int(cols.max() - cols.min()) >= 200  # sees most of the 256-pixel width
@@ -205,7 +207,7 @@ def test_build_is_deterministic_per_seed_and_leaves_global_rng_alone():
     c = build_model("small", NUM_CLASSES, seed=4).state_dict()
     assert torch.equal(torch.random.get_rng_state(), state)
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert not torch.equal(a["classifier.convs.0.weight"], c["classifier.convs.0.weight"])
+    assert not torch.equal(a["classifier.weight"], c["classifier.weight"])
 
 
 def test_unknown_arch_and_backbone_list_valid_names():
@@ -278,8 +280,8 @@ def test_full_checkpoint_round_trip_and_class_count_check(tmp_path):
     bare = tmp_path / "state.pt"  # a bare model.state_dict() is accepted too
     torch.save(source.state_dict(), bare)
     loaded = build_model("small", NUM_CLASSES, seed=2, pretrained=bare).state_dict()
-    assert torch.equal(loaded["classifier.convs.1.weight"],
-                       source.state_dict()["classifier.convs.1.weight"])
+    assert torch.equal(loaded["classifier.weight"],
+                       source.state_dict()["classifier.weight"])
 
     with pytest.raises(RipuError, match=r"ckpt\.pt.*5 classes.*has 7"):
         build_model("small", 7, pretrained=path)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ripu.acquisition import LabelState
-from ripu.cli import select_cli
+from ripu.commands import select_cli
 from ripu.engine.callbacks import Callback
 from ripu.engine.checkpoint import read_checkpoint
 from ripu.engine.trainer import run_trial
