@@ -1,0 +1,69 @@
+"""Every DVC stage declares the code it runs: each module in the import closure of a stage's
+``python -m pipelines.<stage>`` lies in one of its ``deps`` (the file, or a folder above it),
+so editing any of them makes ``dvc repro`` run the stage again. Covers the root dvc.yaml and
+every paper pipeline (experiments/<name>/dvc.yaml, whose paths are relative to its wdir)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.test_imports import REPO, import_graph, module_files
+
+PIPELINES = sorted([REPO / "dvc.yaml", *(REPO / "experiments").glob("*/dvc.yaml")])
+
+
+def closure(edges: dict[str, set[str]], start: str) -> set[str]:
+    """``start`` and every module it imports, directly or not."""
+    seen, todo = set(), [start]
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo += edges.get(name, ())
+    return seen
+
+
+def undeclared(stage: dict, base: Path, files: dict[str, Path],
+               edges: dict[str, set[str]]) -> list[str]:
+    """The files of the stage's import closure that none of its deps covers."""
+    match = re.search(r"python -m (pipelines\.\w+)", stage["cmd"])
+    assert match, stage["cmd"]
+    deps = [(base / d).resolve() for d in stage.get("deps", []) if "${" not in str(d)]
+    missing = []
+    for module in sorted(closure(edges, match.group(1))):
+        path = files[module].resolve()
+        if not any(path == d or d in path.parents for d in deps):
+            missing.append(str(path.relative_to(base)))
+    return missing
+
+
+def stages():
+    for pipeline in PIPELINES:
+        for name, stage in yaml.safe_load(pipeline.read_text())["stages"].items():
+            base = (pipeline.parent / stage.get("wdir", ".")).resolve()
+            yield pytest.param(stage, base, id=f"{pipeline.relative_to(REPO)}:{name}")
+
+
+@pytest.mark.parametrize(("stage", "base"), stages())
+def test_stage_declares_its_import_closure(stage, base):
+    edges, _ = import_graph(REPO)
+    assert undeclared(stage, base, module_files(REPO), edges) == []
+
+
+def test_an_undeclared_import_is_found(tmp_path):
+    """The check sees a module the stage reaches only through another one."""
+    for package, body in {"pipelines": {"__init__": "", "stage": "import ripu.a\n"},
+                          "ripu": {"__init__": "", "a": "from ripu import b\n", "b": ""}}.items():
+        (tmp_path / package).mkdir()
+        for module, text in body.items():
+            (tmp_path / package / f"{module}.py").write_text(text)
+    edges, _ = import_graph(tmp_path)
+    stage = {"cmd": "python -m pipelines.stage", "deps": ["pipelines", "ripu/a.py",
+                                                          "ripu/__init__.py"]}
+    files = module_files(tmp_path)
+    missing = undeclared(stage, tmp_path, files, edges)
+    assert [Path(m).name for m in missing] == ["b.py"]
