@@ -7,7 +7,7 @@ export MLFLOW_TRACKING_URI ?= sqlite:///$(abspath mlflow.db)
 # Idle OpenMP threads sleep instead of spinning: concurrent trials share few cores.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: repro test test-slow test-e2e bench ui lint
+.PHONY: repro test test-unit test-slow test-e2e bench ui lint
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -21,6 +21,9 @@ repro: $(STAMP)         ## the default pipeline: dvc repro on params.yaml
 test: $(STAMP)          ## the default test suite (slow tests deselected)
 	$(PY) -m pytest -q
 
+test-unit: $(STAMP)     ## the unit tests alone: no servers, clusters or subprocesses (under a minute)
+	$(PY) -m pytest -q -m "not integration and not slow"
+
 test-slow: $(STAMP)     ## only the long end-to-end tests
 	$(PY) -m pytest -q -m slow
 
@@ -28,7 +31,7 @@ test-e2e: $(STAMP)      ## the end-to-end tests CI runs besides `make test`
 	$(PY) -m pytest -q -m slow tests/test_pipeline.py::test_dvc_repro_end_to_end \
 	  tests/test_sweep.py::test_killed_trial_is_retried_and_matches_an_uninterrupted_run \
 	  tests/test_sweep.py::test_sweep_on_a_two_node_ray_cluster_with_a_failing_trial \
-	  tests/test_interrupt.py
+	  tests/test_interrupt.py tests/test_paper_pipeline.py
 
 bench: $(STAMP)         ## benchmarks with side-by-side ratios -> reports/bench.json
 	$(PY) -m benchmarks

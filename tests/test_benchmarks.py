@@ -68,6 +68,7 @@ def test_train_throughput_same_result(tmp_path):
     assert len(m["ours_seconds"]) == len(m["baseline_seconds"]) == m["rounds"]
 
 
+@pytest.mark.integration
 @pytest.mark.slow
 def test_mlflow_overhead_counts_the_hooks_and_loses_nothing():
     from benchmarks import mlflow_overhead

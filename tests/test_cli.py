@@ -18,6 +18,7 @@ def ripu(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
                           text=True, timeout=120)
 
 
+@pytest.mark.integration
 def test_help_lists_every_subcommand():
     out = ripu("--help")
     assert out.returncode == 0
@@ -35,12 +36,14 @@ def test_every_subcommand_has_help_with_params_and_overrides(words):
     assert exc.value.code == 0
 
 
+@pytest.mark.integration
 def test_config_check_prints_resolved_config():
     out = ripu("config", "check", "--params", "params.yaml", "-S", "active.budget=0.05")
     assert out.returncode == 0, out.stderr
     assert "budget: 0.05" in out.stdout and "ok:" in out.stderr
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("args, message", [
     (["-S", "active.budget=0"], "active.budget: 0.0 is out of range"),
     (["-S", "optim.iters=0"], "optim.iters: 0 is out of range"),
@@ -56,6 +59,7 @@ def test_bad_input_exits_2_with_one_line(args, message):
     assert out.stdout == ""
 
 
+@pytest.mark.integration
 def test_train_refuses_bad_params_before_writing(tmp_path):
     out_dir = tmp_path / "trial"
     out = ripu("train", "--out", str(out_dir), "-S", "active.radius=-1")
@@ -63,6 +67,7 @@ def test_train_refuses_bad_params_before_writing(tmp_path):
     assert not out_dir.exists()
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("words", [["--help"], ["train", "--help"], ["config", "check"]],
                          ids=lambda w: "-".join(w))
 def test_help_and_config_check_import_no_torch(words):
@@ -77,6 +82,7 @@ def test_help_and_config_check_import_no_torch(words):
     assert out.stdout.strip().splitlines()[-1] == "False"
 
 
+@pytest.mark.integration
 def test_a_command_loads_its_handler_when_it_runs(tmp_path):
     out = ripu("data", "synth", "--out", str(tmp_path / "d"), "-q", "-S", "synth.source_images=1",
                "-S", "synth.target_train=1", "-S", "synth.target_val=1", "-S", "synth.height=32",

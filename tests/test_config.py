@@ -142,6 +142,7 @@ def test_registry_names_are_the_registries_keys():
         assert config_from_dict({"model": {"arch": arch}}).model.arch == arch
 
 
+@pytest.mark.integration
 def test_loading_a_config_imports_no_torch():
     code = ("import sys; from ripu.config import load_config; load_config(sys.argv[1]); "
             "print('torch' in sys.modules)")

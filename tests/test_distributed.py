@@ -31,6 +31,8 @@ from ripu.engine.trial_dir import TrialDir
 from ripu.errors import RipuError
 from tests.conftest import tiny_config
 
+pytestmark = pytest.mark.integration  # real Ray clusters, DVC, servers or subprocesses
+
 ITERS = 4
 
 

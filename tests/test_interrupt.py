@@ -28,6 +28,8 @@ import yaml
 from ripu.tracking import get_run, list_runs
 from tests.test_pipeline import _run, _tiny_repo
 
+pytestmark = pytest.mark.integration  # real Ray clusters, DVC, servers or subprocesses
+
 ITERS = 10
 STOP_SECONDS = 15.0
 # Grid order: Ray Tune starts the first two, the last one only once a slot is free.

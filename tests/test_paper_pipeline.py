@@ -29,6 +29,8 @@ from ripu.tracking import list_runs
 from tests.data.layouts import write_cityscapes, write_gta5
 from tests.test_pipeline import _run
 
+pytestmark = pytest.mark.integration  # real Ray clusters, DVC, servers or subprocesses
+
 REPO = Path(__file__).resolve().parents[1]
 NAME = "gta5_to_cityscapes"
 PIPELINE = f"experiments/{NAME}/dvc.yaml"

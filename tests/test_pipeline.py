@@ -24,6 +24,8 @@ from ripu.errors import RipuError
 from ripu.tracking import list_runs, metric_history
 from tests.test_sweep import make_tiny_data, tiny_config
 
+pytestmark = pytest.mark.integration  # real Ray clusters, DVC, servers or subprocesses
+
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ("data", "warmup", "sweep", "report")
 

@@ -329,6 +329,7 @@ def test_pipeline_main_resolves_relative_paths_against_root(store, synthetic, ca
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.integration
 @pytest.mark.slow  # a fresh interpreter imports torch, pandas and mlflow: ~5-15 s
 def test_pipeline_module_resolves_paths_from_its_root(store, synthetic):
     """`python -m pipelines.report` from another folder: params.yaml, the relative SQLite

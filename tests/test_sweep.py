@@ -33,6 +33,8 @@ from ripu.sweep import PARENT_ID_FILE, run_sweep
 from ripu.tracking import free_port, list_runs, metric_history
 from ripu.trial import trial_config_hash as resume_hash
 
+pytestmark = pytest.mark.integration  # real Ray clusters, DVC, servers or subprocesses
+
 REPO = Path(__file__).resolve().parents[1]
 ITERS, LOG_EVERY = 10, 2
 

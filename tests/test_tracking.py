@@ -105,6 +105,7 @@ def test_tracked_trial_has_every_value_at_its_step(tiny_data, tmp_path, backgrou
     assert {"config.yaml", "confusion_matrix.png", "results.json"} <= names
 
 
+@pytest.mark.integration
 def test_sigkilled_trial_keeps_values_logged_before_its_last_checkpoint(tiny_data, tmp_path):
     # 60 iterations, logs every 2; checkpoints after round 0 (iteration 0), at 4 and 8:
     # killed after the third, with most of the trial (and round 1 at 30) still to run; the

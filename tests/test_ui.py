@@ -15,6 +15,8 @@ import pytest
 
 from ripu.tracking import Tracker, free_port
 
+pytestmark = pytest.mark.integration  # real Ray clusters, DVC, servers or subprocesses
+
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -438,6 +438,7 @@ def test_refused_in_process(case, world, capfd, monkeypatch):
     check_refused(case, world, lambda argv: run_in_process(argv, world.cwd, capfd, monkeypatch))
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("case", [pytest.param(c, marks=() if c.subprocess else pytest.mark.slow)
                                   for c in CASES], ids=IDS)
 def test_refused_by_the_command(case, world):

@@ -28,6 +28,8 @@ from ripu.engine.checkpoint import read_checkpoint
 from ripu.engine.trainer import run_trial
 from tests.conftest import REPO, tiny_config
 
+pytestmark = pytest.mark.integration  # real Ray clusters, DVC, servers or subprocesses
+
 FAST = {"optim.iters": 12, "optim.poly_iters": 12, "train.checkpoint_every": 3}
 
 

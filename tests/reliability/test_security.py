@@ -91,6 +91,7 @@ def test_every_torch_load_passes_weights_only_true():
     assert [x for x in loads if x[2] is not True] == []
 
 
+@pytest.mark.integration
 def test_ruff_security_rules_find_nothing():
     """ruff's flake8-bandit rules (``S`` in pyproject.toml: shell strings, os.system and
     exec*, eval/exec, pickle, unsafe YAML, binding to every interface, ...) pass on the
@@ -102,6 +103,7 @@ def test_ruff_security_rules_find_nothing():
     assert re.findall(r".* S\d{3} .*", done.stdout) == []
 
 
+@pytest.mark.integration
 def test_ruff_security_rules_are_enforced_and_catch_a_shell_string(tmp_path):
     """The lint config selects S, and the rules flag what they are trusted to flag."""
     assert '"S"' in (REPO / "pyproject.toml").read_text().split("[tool.ruff.lint]")[1]
@@ -157,6 +159,7 @@ def test_tracking_server_defaults_to_localhost():
     assert inspect.signature(serve).parameters["host"].default == LOCAL
 
 
+@pytest.mark.integration
 @pytest.mark.slow
 def test_tracking_server_listens_on_localhost_only(tmp_path):
     """The running server's listening socket (from /proc/net/tcp) is 127.0.0.1:port."""
