@@ -23,7 +23,8 @@ import torch
 import yaml
 
 from pipelines.common import load_params
-from ripu.engine.trainer import read_checkpoint, run_trial
+from ripu.engine.checkpoint import read_checkpoint
+from ripu.engine.trainer import run_trial
 from ripu.experiments import load_experiment
 from ripu.tracking import list_runs
 from tests.data.layouts import write_cityscapes, write_gta5
