@@ -21,7 +21,7 @@ repro: $(STAMP)         ## the default pipeline: dvc repro on params.yaml
 test: $(STAMP)          ## the default test suite (slow tests deselected)
 	$(PY) -m pytest -q
 
-test-unit: $(STAMP)     ## the unit tests alone: no servers, clusters or subprocesses (under a minute)
+test-unit: $(STAMP)     ## the unit tests alone: no servers, clusters, MLflow stores or subprocesses (under a minute)
 	$(PY) -m pytest -q -m "not integration and not slow"
 
 test-slow: $(STAMP)     ## only the long end-to-end tests

@@ -14,6 +14,8 @@ import pytest
 from benchmarks import __main__ as bench_main
 from ripu.acquisition.budget import Budget, units_for_round
 
+pytestmark = pytest.mark.integration  # a real MLflow store (and, some, subprocesses)
+
 
 def _well_formed(result: dict, figures: set[str]) -> None:
     assert figures <= set(result["figures"])
@@ -68,7 +70,6 @@ def test_train_throughput_same_result(tmp_path):
     assert len(m["ours_seconds"]) == len(m["baseline_seconds"]) == m["rounds"]
 
 
-@pytest.mark.integration
 @pytest.mark.slow
 def test_mlflow_overhead_counts_the_hooks_and_loses_nothing():
     from benchmarks import mlflow_overhead

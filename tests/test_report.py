@@ -25,6 +25,8 @@ from ripu.kinds import KINDS
 from ripu.report import OUTPUTS, build_report
 from ripu.tracking import Tracker
 
+pytestmark = pytest.mark.integration  # a real MLflow store (and, some, subprocesses)
+
 REPO = Path(__file__).resolve().parents[1]
 CLASSES = ("road", "sidewalk", "building", "traffic_light", "car")
 POINT_FRACTION = 40 / (256 * 128)
@@ -329,7 +331,6 @@ def test_pipeline_main_resolves_relative_paths_against_root(store, synthetic, ca
     assert not list(tmp_path.iterdir())
 
 
-@pytest.mark.integration
 @pytest.mark.slow  # a fresh interpreter imports torch, pandas and mlflow: ~5-15 s
 def test_pipeline_module_resolves_paths_from_its_root(store, synthetic):
     """`python -m pipelines.report` from another folder: params.yaml, the relative SQLite

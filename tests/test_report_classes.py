@@ -17,6 +17,8 @@ from ripu.report.classes import COLUMNS
 from ripu.report.figures import labelled_classes_figure
 from tests.test_report import log_trial
 
+pytestmark = pytest.mark.integration  # a real MLflow store (and, some, subprocesses)
+
 TARGET = {"road": 600, "car": 300, "traffic_light": 100}  # shares 0.6 / 0.3 / 0.1
 # Labelled pixels per seed. RIPU-RA sums to road 30, car 60, traffic light 10 of 100
 # (0.3 / 0.6 / 0.1); random regions to 60 / 30 / 30 of 120 (0.5 / 0.25 / 0.25).

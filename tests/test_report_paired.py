@@ -14,6 +14,8 @@ from ripu.report import build_report
 from ripu.report.paired import COLUMNS, Pair, paired_frame
 from tests.test_report import log_trial
 
+pytestmark = pytest.mark.integration  # a real MLflow store (and, some, subprocesses)
+
 # (kind, strategy, budget) -> {seed: mIoU}. Expected differences in points, by hand:
 #   RIPU-RA - random regions @ 2.2%: seeds 0 1 2 -> +2, +3, 0: mean 5/3 = 1.67,
 #     std sqrt(((1/3)^2 + (4/3)^2 + (5/3)^2) / 2) = sqrt(7/3) = 1.53; 2 / 0 / 1 tie

@@ -57,6 +57,7 @@ def trial_run(cfg, out: Path, *, miou: float | None, status: str | None):
     return get_run(cfg.tracking.uri, tracker.run_id)
 
 
+@pytest.mark.integration  # real MLflow runs
 def test_plan_of_each_trial_state(cfg, tmp_path):
     other = tiny_config(tmp_path / "data", tmp_path, seed=7)
     start = tmp_path / "start"

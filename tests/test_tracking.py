@@ -21,6 +21,8 @@ from ripu.engine.trainer import run_trial
 from ripu.tracking import Tracker, metric_history
 from tests.conftest import tiny_config
 
+pytestmark = pytest.mark.integration  # a real MLflow store (and, some, subprocesses)
+
 
 def _uri(tmp_path) -> str:
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -105,7 +107,6 @@ def test_tracked_trial_has_every_value_at_its_step(tiny_data, tmp_path, backgrou
     assert {"config.yaml", "confusion_matrix.png", "results.json"} <= names
 
 
-@pytest.mark.integration
 def test_sigkilled_trial_keeps_values_logged_before_its_last_checkpoint(tiny_data, tmp_path):
     # 60 iterations, logs every 2; checkpoints after round 0 (iteration 0), at 4 and 8:
     # killed after the third, with most of the trial (and round 1 at 30) still to run; the

@@ -163,6 +163,7 @@ def test_init_checkpoint_for_other_classes_is_refused(tiny_data, tmp_path):
                 progress=False)
 
 
+@pytest.mark.integration  # a real MLflow store
 def test_mlflow_run_holds_params_metrics_and_artifacts(tiny_data, tmp_path):
     cfg = tiny_config(tiny_data, tmp_path)
     res = run_trial(cfg, tmp_path / "t", progress=False)
