@@ -11,15 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from ripu.engine.trial_dir import TrialDir
 from ripu.sweep.progress import start_line, trial_line
-from ripu.sweep.state import (
-    Plan,
-    committed,
-    final_metrics,
-    finished_results,
-    plan,
-    stored_run_id,
-)
+from ripu.sweep.state import Plan, committed, final_metrics, plan
 from ripu.tracking import Tracker, get_run
 from ripu.trial import trial_config_hash
 from tests.conftest import tiny_config
@@ -71,7 +65,8 @@ def test_plan_of_each_trial_state(cfg, tmp_path):
     # results.json written, the run not committed: cut before, during or after its metrics
     cut = tmp_path / "cut"
     results = write_results(cut, cfg)
-    assert finished_results(cut, cfg) == results and finished_results(cut, other) is None
+    assert TrialDir(cut).finished_results(cfg) == results
+    assert TrialDir(cut).finished_results(other) is None
     assert plan(cut, cfg, None) is Plan.COMMIT
     for miou, status in ((None, None), (MIOU, None), (MIOU, "FAILED"), (MIOU, "KILLED"),
                          (None, "FINISHED"), (0.25, "FINISHED")):
@@ -82,8 +77,8 @@ def test_plan_of_each_trial_state(cfg, tmp_path):
     done = trial_run(cfg, tmp_path / "done", miou=MIOU, status="FINISHED")
     assert committed(results, done) and plan(cut, cfg, done) is Plan.DONE
     assert plan(cut, other, done) is Plan.START  # results of another config count for nothing
-    assert stored_run_id(tmp_path / "done") == done.info.run_id
-    assert stored_run_id(start) is None
+    assert TrialDir(tmp_path / "done").run_id() == done.info.run_id
+    assert TrialDir(start).run_id() is None
     assert get_run(cfg.tracking.uri, "0" * 32) is None
 
 

@@ -16,6 +16,5 @@ per trial-folder root and one child run per trial.
 
 from ripu.sweep.parent_run import PARENT_ID_FILE
 from ripu.sweep.runner import run_sweep
-from ripu.sweep.state import can_resume, finished_results
 
-__all__ = ["PARENT_ID_FILE", "can_resume", "finished_results", "run_sweep"]
+__all__ = ["PARENT_ID_FILE", "run_sweep"]

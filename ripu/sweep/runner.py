@@ -21,6 +21,7 @@ from ripu.config import Config
 from ripu.engine.callbacks import Callback
 from ripu.engine.distributed import trial_resources
 from ripu.engine.trainer import Trainer
+from ripu.engine.trial_dir import TrialDir
 from ripu.errors import RipuError
 from ripu.experiments import Experiment, Trial, load_experiment
 from ripu.kinds import get_kind
@@ -34,7 +35,7 @@ from ripu.sweep.parent_run import (
 )
 from ripu.sweep.progress import start_line
 from ripu.sweep.session import fit, services
-from ripu.sweep.state import Plan, finished_results, plan, run_id_file
+from ripu.sweep.state import Plan, plan
 from ripu.tracking import absolute_uri, check_uri
 from ripu.warmups import check_inits, trial_inits
 
@@ -61,9 +62,10 @@ def _plans(exp: Experiment, out_root: Path, known: dict[str, Any]) -> dict[str, 
     plans = {}
     for t in exp.trials:
         out = out_root / t.name
-        run_id = read_id(run_id_file(out), known)
+        id_file = TrialDir(out).run_id_file
+        run_id = read_id(id_file, known)
         if run_id is None:
-            run_id_file(out).unlink(missing_ok=True)
+            id_file.unlink(missing_ok=True)
         plans[t.name] = plan(out, t.cfg, known.get(run_id) if run_id else None)
     return plans
 
@@ -169,20 +171,21 @@ def _collect(exp: Experiment, todo: list[Trial], grid, out_root: Path,
     results, failed = [], []
     for t in exp.trials:
         out = out_root / t.name
-        stored = finished_results(out, t.cfg)
+        folder = TrialDir(out)
+        stored = folder.finished_results(t.cfg)
         row: dict[str, Any] = {"trial": t.name, "dir": str(out)}
         if stored is not None:
             row.update(stored, status="finished" if t.name in ran else "skipped")
         elif t.name in errors:
             row.update(status="failed", error=errors[t.name])
             failed.append(t.name)
-            close_trial_run(uri, read_id(run_id_file(out), known), "FAILED",
+            close_trial_run(uri, read_id(folder.run_id_file, known), "FAILED",
                             {"ripu.error": errors[t.name]})
         elif exp.search is not None and exp.search.scheduler["name"] != "fifo":
             metrics = last.get(t.name, {})
             row.update({k: v for k, v in metrics.items() if k.startswith(("val/", "train/"))},
                        status="stopped", iterations=metrics.get("iteration", 0))
-            close_trial_run(uri, read_id(run_id_file(out), known), "KILLED",
+            close_trial_run(uri, read_id(folder.run_id_file, known), "KILLED",
                             {"ripu.stopped_early": "1"})
         else:  # neither finished nor failed: the sweep was interrupted
             row.update(status="failed", error="did not finish (interrupted?)")

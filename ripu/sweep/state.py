@@ -33,36 +33,6 @@ class Plan(enum.Enum):
     START = "to start"  # nothing usable: start afresh
 
 
-def finished_results(out: Path, cfg: Config) -> dict[str, Any] | None:
-    """The stored results of a trial folder when they were produced by this exact config."""
-    return TrialDir(out).finished_results(cfg)
-
-
-def can_resume(out: Path, cfg: Config) -> bool:
-    """True when ``out`` holds a checkpoint written with this config (resume from it)."""
-    return TrialDir(out).can_resume(cfg)
-
-
-def same_config(out: Path, cfg: Config) -> bool:
-    """True when ``out``/config.yaml (written as each attempt starts) is this config's."""
-    return TrialDir(out).same_config(cfg)
-
-
-def has_config(out: Path) -> bool:
-    """Whether an attempt has started in ``out`` (it writes config.yaml first)."""
-    return TrialDir(out).config_file.is_file()
-
-
-def run_id_file(out: Path) -> Path:
-    """The file holding the id of the trial's MLflow run."""
-    return TrialDir(out).run_id_file
-
-
-def stored_run_id(out: Path) -> str | None:
-    """The MLflow run id recorded in the trial folder, if any."""
-    return TrialDir(out).run_id()
-
-
 def committed(results: dict[str, Any], run: Any | None) -> bool:
     """Whether ``run`` (an MLflow run or None) is the FINISHED run of these results: the
     second half of the completion commit."""
@@ -76,10 +46,11 @@ def committed(results: dict[str, Any], run: Any | None) -> bool:
 def plan(out: Path, cfg: Config, run: Any | None) -> Plan:
     """What to do with the trial in ``out`` of config ``cfg``, whose stored run id names
     ``run`` (None: no run, or no such run in the store)."""
-    results = finished_results(out, cfg)
+    trial = TrialDir(out)
+    results = trial.finished_results(cfg)
     if results is not None:
         return Plan.DONE if committed(results, run) else Plan.COMMIT
-    return Plan.RESUME if can_resume(out, cfg) else Plan.START
+    return Plan.RESUME if trial.can_resume(cfg) else Plan.START
 
 
 def final_metrics(results: dict[str, Any]) -> dict[str, Any]:

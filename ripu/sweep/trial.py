@@ -17,17 +17,9 @@ from ripu.config import apply_overrides
 from ripu.engine.callbacks import Callback, TrackingCallback
 from ripu.engine.distributed import run_trial_distributed, sweep_scaling
 from ripu.engine.trainer import run_trial
+from ripu.engine.trial_dir import TrialDir
 from ripu.experiments import Trial
-from ripu.sweep.state import (
-    Plan,
-    can_resume,
-    final_metrics,
-    finished_results,
-    has_config,
-    plan,
-    same_config,
-    stored_run_id,
-)
+from ripu.sweep.state import Plan, final_metrics, plan
 from ripu.tracking import get_run
 
 
@@ -61,16 +53,17 @@ def trial_main(config: dict[str, Any], *, trials: dict[str, Trial], out_root: st
 
     trial = trials[config["trial"]]
     out, init = Path(out_root) / trial.name, inits[trial.name]
-    run_id = stored_run_id(out)
+    folder = TrialDir(out)
+    run_id = folder.run_id()
     if plan(out, trial.cfg, get_run(tracking_uri, run_id) if run_id else None) is Plan.DONE:
         # e.g. Ray retries an attempt that died after its commit
-        tune.report({**final_metrics(finished_results(out, trial.cfg)), "ripu/skipped": 1})
+        tune.report({**final_metrics(folder.finished_results(trial.cfg)), "ripu/skipped": 1})
         return
-    resume = can_resume(out, trial.cfg)  # a cut completion resumes at its last iteration
+    resume = folder.can_resume(trial.cfg)  # a cut completion resumes at its last iteration
     # An earlier attempt of this config continues its MLflow run, also one that died before
     # its first checkpoint or before training started (no config.yaml yet); a folder that
     # another config trained in gets a new run.
-    same_run = resume or same_config(out, trial.cfg) or not has_config(out)
+    same_run = resume or folder.same_config(trial.cfg) or not folder.config_file.is_file()
     tracking = TrackingCallback.for_trial(
         apply_overrides(trial.cfg, {"tracking.uri": tracking_uri}), out, resume=same_run,
         parent_run_id=parent_run_id, run_name=trial.name,

@@ -208,10 +208,10 @@ def test_weights_only_unpickling_is_real(tmp_path):
 def test_no_loader_runs_code_from_a_checkpoint(tiny_data, tmp_path):
     from ripu.engine.checkpoint import load_weights
     from ripu.engine.trainer import run_trial
+    from ripu.engine.trial_dir import TrialDir
     from ripu.models import build_model
     from ripu.models.common import load_pretrained
     from ripu.selftrain.train import load_round
-    from ripu.sweep import can_resume
 
     marker = tmp_path / "ran"
     evil = hostile(tmp_path / "evil.pt", marker)
@@ -227,7 +227,7 @@ def test_no_loader_runs_code_from_a_checkpoint(tiny_data, tmp_path):
     trial = tmp_path / "trial"
     (trial / "checkpoints").mkdir(parents=True)
     shutil.copy(evil, trial / "checkpoints" / "last.pt")
-    assert can_resume(trial, cfg) is False
+    assert TrialDir(trial).can_resume(cfg) is False
     with pytest.raises(RipuError, match="unreadable checkpoint"):
         run_trial(cfg, trial, resume=True, progress=False, callbacks=[])
     assert not marker.exists()
