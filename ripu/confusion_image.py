@@ -1,6 +1,6 @@
 """The confusion matrix normalised, and drawn as an RGB heat map with PIL: tens of
-milliseconds where the matplotlib figure (:func:`ripu.report.figures.confusion_figure`)
-takes seconds, so trials log it at their end without delaying anything."""
+milliseconds where a matplotlib figure takes seconds, so trials log it at their end without
+delaying anything."""
 
 from __future__ import annotations
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -18,8 +17,6 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
-from ripu.confusion_image import normalize_confusion
-from ripu.errors import RipuError
 from ripu.io import atomic_path
 from ripu.kinds import get_kind, kind_names
 from ripu.report.classes import TARGET_GROUP
@@ -27,7 +24,7 @@ from ripu.report.names import display_name
 from ripu.report.tables import iou_columns
 
 if TYPE_CHECKING:
-    import torch
+    pass
 
 # Line styles of the selecting kinds' curves, colours and styles of the reference kinds'
 # horizontal lines, each in kind order.
@@ -201,41 +198,4 @@ def labelled_classes_figure(shares: pd.DataFrame, experiment: str) -> Figure:
     ax.set_title(f"{experiment}: class shares (%) of the labelled target pixels\n"
                  "summed over rounds and seeds; colour: against the target's share",
                  fontsize=10)
-    return fig
-
-
-# ----------------------------------------------------------------------------- confusion
-
-
-def confusion_figure(
-    conf: torch.Tensor | np.ndarray, class_names: Sequence[str], normalize: str = "true",
-    title: str | None = None,
-) -> Figure:
-    """Heat map of a confusion matrix (rows = ground truth, columns = prediction), cells
-    annotated with their value, normalised by :func:`normalize_confusion`.
-
-    Shape:
-        conf ``(C, C)``
-    """
-    m = normalize_confusion(conf, normalize)
-    n = m.shape[0]
-    if m.shape != (n, n) or len(class_names) != n:
-        raise RipuError(f"confusion_figure: matrix of shape {m.shape} with {len(class_names)} "
-                        "class names; expected a square (C, C) matrix and C names")
-    side = max(4.0, 0.45 * n + 2.0)
-    fig = Figure(figsize=(side + 1.0, side), layout="constrained")
-    ax = fig.add_subplot()
-    vmax = 1.0 if normalize != "none" else max(float(m.max()), 1.0)
-    image = ax.imshow(m, cmap="Blues", vmin=0.0, vmax=vmax)
-    fig.colorbar(image, ax=ax, shrink=0.8)
-    ax.set_xticks(range(n), labels=list(class_names), rotation=90)
-    ax.set_yticks(range(n), labels=list(class_names))
-    ax.set_xlabel("prediction")
-    ax.set_ylabel("ground truth")
-    ax.set_title(title or f"confusion matrix (normalised: {normalize})")
-    fmt = "{:.0f}" if normalize == "none" else "{:.2f}"
-    for (i, j), value in np.ndenumerate(m):
-        if value > 0:
-            ax.text(j, i, fmt.format(value), ha="center", va="center", fontsize=6,
-                    color="white" if value > 0.5 * vmax else "black")
     return fig
