@@ -103,6 +103,7 @@ class DataConfig:
     order: Literal["random", "epochs"] = "random"  # unbalanced draws: independent or shuffled passes
     resize: Literal["cv2_linear", "pil_bicubic"] = "cv2_linear"  # resize rule (ripu.data.transforms)
     workers: NonNegInt = 0
+    keep_decoded: Bool = False  # keep decoded images/labels in memory (small datasets only)
 
 
 @section

@@ -51,6 +51,8 @@ def build_datasets(cfg: Config, *, augment: bool = True,
         try:
             sets[name] = makers[name]()
             sets[name].check_files()  # truncated files found before any work
+            if d.keep_decoded:
+                sets[name].keep_decoded()
         except DatasetError as err:
             raise DatasetError(f"{roots[name]}: {err}") from None
     return sets

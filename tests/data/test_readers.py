@@ -80,6 +80,24 @@ def test_gta5_in_16_classes(tmp_path):
     np.testing.assert_array_equal(ds.read_label(0), np.array(EXPECTED_16)[labels[0]])
 
 
+def test_keep_decoded_reads_each_file_once_and_guards_the_arrays(tmp_path):
+    labels = [const(7), const(26)]
+    write_gta5(tmp_path, labels)
+    ds, uncached = GTA5Dataset(tmp_path), GTA5Dataset(tmp_path)
+    ds.keep_decoded()
+    first = [ds[i] for i in range(2)]
+    for path in [*(tmp_path / "images").iterdir(), *(tmp_path / "labels").iterdir()]:
+        path.unlink()  # every later read must come from memory
+    for i in range(2):
+        torch.testing.assert_close(ds[i]["image"], first[i]["image"])
+        assert (ds[i]["label"] == (0 if i == 0 else 13)).all()
+        np.testing.assert_array_equal(ds.read_image(i), image_for(labels[i]))
+    with pytest.raises(ValueError, match="read-only"):  # a caller cannot change the cache
+        ds.read_label(0)[0, 0] = 1
+    with pytest.raises(DatasetError, match="cannot read image"):
+        uncached.read_image(0)
+
+
 def test_transform_is_applied(tmp_path):
     write_gta5(tmp_path, [const(7), const(8)])
     ds = GTA5Dataset(tmp_path, transform=SegTransform(size=(8, 4), normalize=False))
