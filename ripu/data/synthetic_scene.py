@@ -133,6 +133,8 @@ class DomainStyle:
     gamma: Range = (1.0, 1.0)
     reach: float = 1.0  # scales the far limit of every object's depth range
     thin: float = 1.0  # width of thin structures (poles, lights, signs, two-wheeler frames)
+    build: float = 1.0  # width of people (pedestrians and riders)
+    crossing: float = 0.15  # P(a pedestrian is on the road rather than a sidewalk)
 
 
 SOURCE = DomainStyle(
@@ -664,8 +666,9 @@ def _vehicle(kind: int, x: float, z: float, pal: Palette) -> Draw:
     return draw
 
 
-def _person(x: float, z: float, pal: Palette, rng: np.random.Generator) -> Draw:
-    """A standing or walking person facing the camera or away."""
+def _person(x: float, z: float, pal: Palette, rng: np.random.Generator, build: float = 1.0
+            ) -> Draw:
+    """A standing or walking person facing the camera or away; ``build`` widens the body."""
     tall = float(rng.uniform(1.55, 1.92))
     stride = float(rng.uniform(0.0, 0.3))
     skin, top, legs = pal.instance("skin"), pal.instance("cloth"), pal.instance("cloth")
@@ -673,25 +676,26 @@ def _person(x: float, z: float, pal: Palette, rng: np.random.Generator) -> Draw:
     def draw(c: Canvas, cam: Camera) -> None:
         u, v = cam.project(x, 0.0, z)
         s = cam.f / z
+        b = build * s  # horizontal scale
         for sx in (-1, 1):
             x0 = u + sx * (stride / 2) * s
-            x1 = u + sx * (stride / 2 + 0.15) * s
+            x1 = x0 + sx * 0.15 * b
             c.rect(min(x0, x1), v - 0.5 * tall * s, max(x0, x1), v, PERSON, legs)
-            xa = u + sx * 0.25 * s
-            c.rect(xa - 0.05 * s, v - 0.8 * tall * s, xa + 0.05 * s, v - 0.45 * tall * s,
+            xa = u + sx * 0.25 * b
+            c.rect(xa - 0.05 * b, v - 0.8 * tall * s, xa + 0.05 * b, v - 0.45 * tall * s,
                    PERSON, top)
-        c.rect(u - 0.21 * s, v - 0.82 * tall * s, u + 0.21 * s, v - 0.47 * tall * s, PERSON, top)
-        c.ellipse(u, v - 0.9 * tall * s, 0.1 * s, 0.12 * s, PERSON, skin)
+        c.rect(u - 0.21 * b, v - 0.82 * tall * s, u + 0.21 * b, v - 0.47 * tall * s, PERSON, top)
+        c.ellipse(u, v - 0.9 * tall * s, 0.1 * b, 0.12 * s, PERSON, skin)
 
     return draw
 
 
 def _two_wheeler(
     kind: int, x: float, z: float, pal: Palette, rng: np.random.Generator, ridden: bool,
-    thin: float = 1.0,
+    thin: float = 1.0, build: float = 1.0,
 ) -> Draw:
     """A bicycle or motorcycle in side view, optionally with its rider; ``thin`` widens
-    the frame and tyres."""
+    the frame and tyres, ``build`` the rider's limbs and body."""
     facing = 1.0 if rng.random() < 0.5 else -1.0
     frame, tyre = pal.instance("paint"), pal("tyre")
     skin, cloth, legs = pal.instance("skin"), pal.instance("cloth"), pal.instance("cloth")
@@ -726,11 +730,12 @@ def _two_wheeler(
             return
         hip = seat if kind == BICYCLE else p(-0.2, 0.95)
         shoulder = p(0.15, 1.5)
-        c.segment(*hip, *p(0.05, 0.35), 0.15 * s, RIDER, legs)
-        c.segment(*hip, *shoulder, 0.34 * s, RIDER, cloth)
-        c.segment(*shoulder, *bar, 0.09 * s, RIDER, cloth)
+        b = build * s
+        c.segment(*hip, *p(0.05, 0.35), 0.15 * b, RIDER, legs)
+        c.segment(*hip, *shoulder, 0.34 * b, RIDER, cloth)
+        c.segment(*shoulder, *bar, 0.09 * b, RIDER, cloth)
         head = p(0.22, 1.68)
-        c.ellipse(*head, 0.11 * s, 0.13 * s, RIDER, skin if kind == BICYCLE else cloth)
+        c.ellipse(*head, 0.11 * b, 0.13 * b, RIDER, skin if kind == BICYCLE else cloth)
 
     return draw
 
@@ -846,14 +851,14 @@ def sample_objects(
     for _ in range(rng.poisson(style.persons)):
         z0 = float(rng.uniform(3.5, 45.0 * far))
         side = street.sides[int(rng.integers(2))]
-        x = walk_x(side) if rng.random() < 0.85 else lane_x()
-        objs.append((z0, _person(x, z0, pal, rng)))
+        x = lane_x() if rng.random() < style.crossing else walk_x(side)
+        objs.append((z0, _person(x, z0, pal, rng, style.build)))
     for _ in range(rng.poisson(style.riders)):
         z0 = float(rng.uniform(4.0, 40.0 * far))
         side = street.sides[int(rng.integers(2))]
         kind = BICYCLE if rng.random() < 0.65 else MOTORCYCLE
         objs.append((z0, _two_wheeler(kind, side.sign * (side.kerb - 0.8), z0, pal, rng, True,
-                                          style.thin)))
+                                          style.thin, style.build)))
     for kind, rate in ((BICYCLE, style.bicycles), (MOTORCYCLE, style.motorcycles)):
         for _ in range(rng.poisson(rate)):
             z0 = float(rng.uniform(4.0, 35.0 * far))
