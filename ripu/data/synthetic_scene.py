@@ -139,19 +139,19 @@ class DomainStyle:
 
 SOURCE = DomainStyle(
     name="source", materials={**SHARED_MATERIALS, **SOURCE_MATERIALS}, saturation=1.0,
-    tint=(1.0, 1.0, 1.0), colour_jitter=14.0, horizon=(0.44, 0.52), focal=(0.72, 0.86),
+    tint=(1.0, 1.0, 1.0), colour_jitter=14.0, horizon=(0.44, 0.52), focal=(1.0, 1.2),
     camera_height=1.6, building_height=(6.0, 20.0), sidewalk=(1.6, 4.0),
     side_kinds=(0.55, 0.15, 0.30),
     end_wall=0.35, terrain_setback=0.5, parking_setback=0.1, tree_slot=0.25, wall=0.3,
     fence=0.2, parked_car=0.3, moving_vehicles=2.0, truck_share=0.25, bus_share=0.12,
     train=0.12, persons=2.0, riders=0.5, bicycles=0.25, motorcycles=0.45,
     pole_spacing=(14.0, 26.0), light=0.35, sign=0.35, clutter=0.8, ego=0.0, captured=False,
-    reach=0.5, thin=2.0,
+    reach=0.5, thin=3.0, build=1.3, crossing=0.3,
 )
 
 TARGET = DomainStyle(
     name="target", materials={**SHARED_MATERIALS, **TARGET_MATERIALS}, saturation=0.85,
-    tint=(0.95, 0.97, 1.04), colour_jitter=12.0, horizon=(0.36, 0.42), focal=(0.98, 1.15),
+    tint=(0.95, 0.97, 1.04), colour_jitter=12.0, horizon=(0.36, 0.42), focal=(1.37, 1.61),
     camera_height=1.4, building_height=(9.0, 28.0), sidewalk=(2.4, 5.0),
     side_kinds=(0.62, 0.30, 0.08),
     end_wall=0.55, terrain_setback=0.4, parking_setback=0.15, tree_slot=0.5, wall=0.25,
@@ -159,7 +159,7 @@ TARGET = DomainStyle(
     train=0.25, persons=4.0, riders=1.5, bicycles=1.2, motorcycles=1.0,
     pole_spacing=(9.0, 18.0), light=0.6, sign=0.6, clutter=1.2, ego=0.85, captured=True,
     texture=0.45, blur=(0.5, 0.9), noise=(1.5, 4.0), vignette=(0.15, 0.35), light_field=0.12,
-    gamma=(0.9, 1.1), reach=0.5, thin=2.0,
+    gamma=(0.9, 1.1), reach=0.5, thin=3.0, build=1.3, crossing=0.3,
 )
 
 STYLES: dict[str, DomainStyle] = {"source": SOURCE, "target": TARGET}

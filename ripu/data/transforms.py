@@ -172,7 +172,7 @@ class SegTransform:
         img = to_tensor(image)
         if self.normalize:
             img = normalize(img)
-        lab = torch.from_numpy(np.ascontiguousarray(label)).long()
+        lab = torch.from_numpy(np.ascontiguousarray(label, dtype=np.int64))  # a writable copy
         if self.crop is not None:
             img, lab = self._random_crop(img, lab, generator)
         if self.flip and bool(torch.rand(1, generator=generator) < 0.5):

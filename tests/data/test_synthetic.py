@@ -316,6 +316,22 @@ def test_thin_structures_scale_with_the_style():
     assert widths == {1.0: 7, 2.0: 14}  # 2 * 0.07 * 50 = 7 px, then 14 px
 
 
+def test_people_widen_with_the_build():
+    """A person 10 m ahead at f = 500 px (50 px/m): the shoulder row spans both arms,
+    from -0.30 to +0.30 m times ``build`` (30 px, then 60 px); the height is kept."""
+    cam = scene.Camera(h=200, w=200, f=500.0, hy=60.0, vx=100.0, height=1.5)
+    widths, heights = {}, {}
+    for build in (1.0, 2.0):
+        rng = np.random.default_rng(0)
+        canvas = scene.Canvas(200, 200)
+        scene._person(0.0, 10.0, scene.Palette(scene.TARGET, rng), rng, build)(canvas, cam)
+        person = canvas.label == scene.PERSON
+        rows = np.flatnonzero(person.any(axis=1))
+        widths[build] = int(person.sum(axis=1).max())
+        heights[build] = int(rows[-1] - rows[0])
+    assert widths == {1.0: 30, 2.0: 60} and heights[1.0] == heights[2.0]
+
+
 def test_objects_stay_within_the_styles_reach():
     """Every object's near depth is below its range's far limit scaled by ``reach``."""
     from dataclasses import replace
