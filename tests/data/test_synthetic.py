@@ -332,6 +332,34 @@ def test_people_widen_with_the_build():
     assert widths == {1.0: 30, 2.0: 60} and heights[1.0] == heights[2.0]
 
 
+def test_crossing_puts_pedestrians_on_the_road():
+    """``crossing`` 1 places every pedestrian on the road (between the kerbs), 0 every one
+    on a sidewalk (beyond its kerb). Each person's lateral position is read back from the
+    centre column of its drawn pixels (the body is symmetric about it)."""
+    from dataclasses import replace
+
+    cam = scene.Camera(h=200, w=2000, f=200.0, hy=100.0, vx=1000.0, height=1.4)
+    for crossing in (0.0, 1.0):
+        style = replace(scene.TARGET, crossing=crossing, persons=6.0, riders=0.0,
+                        bicycles=0.0, motorcycles=0.0, moving_vehicles=0.0, parked_car=0.0)
+        seen = 0
+        for i in range(8):
+            rng = np.random.default_rng(i)
+            street = scene.sample_street(rng, style)
+            left, right = street.sides
+            for z, draw in scene.sample_objects(rng, style, street, scene.Palette(style, rng)):
+                canvas = scene.Canvas(cam.h, cam.w)
+                draw(canvas, cam)
+                cols = np.flatnonzero((canvas.label == scene.PERSON).any(axis=0))
+                if cols.size == 0:
+                    continue
+                x = ((cols[0] + cols[-1] + 1) / 2 - cam.vx) * z / cam.f
+                on_road = -left.kerb < x < right.kerb
+                assert on_road == (crossing == 1.0), (crossing, x, left.kerb, right.kerb)
+                seen += 1
+        assert seen >= 20
+
+
 def test_objects_stay_within_the_styles_reach():
     """Every object's near depth is below its range's far limit scaled by ``reach``."""
     from dataclasses import replace
