@@ -71,6 +71,10 @@ class InterruptAt(Callback):
         if self.point == "end":
             self._fire(trainer, "end")
 
+# A terminal's foreground job: SIGINT raises KeyboardInterrupt, and Ray's processes started
+# from here get the default action. (A job started with `&` from a script inherits SIGINT
+# ignored, and Python keeps ignoring it.)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 root = Path.cwd()
 cfg = load_params(root)
 hook = InterruptAt(sys.argv[1], sys.argv[2], int(sys.argv[3]), os.getpgrp(), sys.argv[4])
