@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -301,8 +302,6 @@ def test_blur_and_smooth_noise():
 
 def test_thin_structures_scale_with_the_style():
     """A pole 10 m ahead at f = 500 px: half-width 0.07 m * thin * 50 px/m."""
-    from dataclasses import replace
-
     cam = scene.Camera(h=200, w=200, f=500.0, hy=60.0, vx=100.0, height=1.5)
     widths = {}
     for thin in (1.0, 2.0):
@@ -332,22 +331,27 @@ def test_people_widen_with_the_build():
     assert widths == {1.0: 30, 2.0: 60} and heights[1.0] == heights[2.0]
 
 
+def _sample_scene(style: scene.DomainStyle, seed: int):
+    """The street and the objects (near depth, draw function) of one scene."""
+    rng = np.random.default_rng(seed)
+    street = scene.sample_street(rng, style)
+    return street, scene.sample_objects(rng, style, street, scene.Palette(style, rng))
+
+
 def test_crossing_puts_pedestrians_on_the_road():
     """``crossing`` 1 places every pedestrian on the road (between the kerbs), 0 every one
     on a sidewalk (beyond its kerb). Each person's lateral position is read back from the
     centre column of its drawn pixels (the body is symmetric about it)."""
-    from dataclasses import replace
-
     cam = scene.Camera(h=200, w=2000, f=200.0, hy=100.0, vx=1000.0, height=1.4)
     for crossing in (0.0, 1.0):
         style = replace(scene.TARGET, crossing=crossing, persons=6.0, riders=0.0,
-                        bicycles=0.0, motorcycles=0.0, moving_vehicles=0.0, parked_car=0.0)
+                        bicycles=0.0, motorcycles=0.0, moving_vehicles=0.0, parked_car=0.0,
+                        tree_slot=0.0, clutter=0.0, pole_spacing=(100.0, 100.0))
         seen = 0
         for i in range(8):
-            rng = np.random.default_rng(i)
-            street = scene.sample_street(rng, style)
+            street, objects = _sample_scene(style, i)
             left, right = street.sides
-            for z, draw in scene.sample_objects(rng, style, street, scene.Palette(style, rng)):
+            for z, draw in objects:
                 canvas = scene.Canvas(cam.h, cam.w)
                 draw(canvas, cam)
                 cols = np.flatnonzero((canvas.label == scene.PERSON).any(axis=0))
@@ -362,16 +366,11 @@ def test_crossing_puts_pedestrians_on_the_road():
 
 def test_objects_stay_within_the_styles_reach():
     """Every object's near depth is below its range's far limit scaled by ``reach``."""
-    from dataclasses import replace
-
     for reach in (0.5, 1.0):
         style = replace(scene.TARGET, reach=reach)
         depths = []
         for i in range(20):
-            rng = np.random.default_rng(i)
-            street = scene.sample_street(rng, style)
-            depths += [z for z, _ in scene.sample_objects(rng, style, street,
-                                                          scene.Palette(style, rng))]
+            depths += [z for z, _ in _sample_scene(style, i)[1]]
         assert max(depths) < 80.0 * reach  # the farthest range: poles and trees, 80 m
     assert scene.TARGET.reach < 1.0 and scene.TARGET.thin > 1.0
 
