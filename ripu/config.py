@@ -178,7 +178,7 @@ class LSEConfig:
     rounds: PosInt = 7
     p_base: Unit = 0.10
     p_step: Unit = 0.05
-    rule: Literal["authors", "per_class"] = "authors"
+    rule: Literal["authors", "authors_ceil", "per_class"] = "authors"  # ripu.selftrain.lse
     patches: PosInt = 4
     scale: PosInt = 2
     epochs: PosInt = 2  # iterations per round = kept images x epochs x patches / batch

@@ -16,6 +16,10 @@ class ConfigError(RipuError):
     """A params file or override is invalid."""
 
 
+class TrainingDiverged(RipuError):
+    """A loss turned non-finite: the message names the iteration and the learning rate."""
+
+
 class DatasetError(RipuError):
     """A dataset root is missing, incomplete or holds unreadable or unexpected files."""
 

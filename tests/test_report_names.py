@@ -3,12 +3,21 @@ registries, so a new kind needs no edit of the report."""
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
 from ripu.errors import RipuError
 from ripu.kinds import KINDS, TrialKind
 from ripu.report.figures import _styles
-from ripu.report.names import budget_label, display_name, is_point_strategy, method_id
+from ripu.report.names import (
+    METHOD_COLOURS,
+    SPARE_COLOURS,
+    budget_label,
+    display_name,
+    is_point_strategy,
+    method_colour,
+    method_id,
+)
 from ripu.report.paper import ranked_methods
 from ripu.report.tables import uses_all_labels
 
@@ -54,3 +63,37 @@ def test_a_new_kind_needs_no_report_edit(monkeypatch):
 
 def test_the_paper_ranks_the_plain_selecting_kind():
     assert ranked_methods() == {"ripu_point", "ripu_region"}
+
+
+def _curve_colours(methods: list[str]) -> dict[str, tuple]:
+    """Legend label -> RGBA colour of the budget curve drawn for ``methods`` (two budgets
+    each) and a source-only reference line."""
+    from matplotlib.colors import to_rgba
+
+    from ripu.report.figures import budget_curve_figure
+    rows = [{"kind": "active", "method": m, "labelled_percent": b, "miou_mean": 40.0 + b,
+             "miou_std": 1.0, "n": 3, "budget_label": f"{b:g}%"} for m in methods
+            for b in (2.2, 5.0)]
+    rows.append({"kind": "source_only", "method": "source_only", "labelled_percent": 0.0,
+                 "miou_mean": 20.0, "miou_std": 1.0, "n": 3, "budget_label": "0%"})
+    summary = pd.DataFrame(rows)
+    results = pd.DataFrame({"method": summary["method"], "miou": summary["miou_mean"] / 100,
+                            "labelled_fraction": summary["labelled_percent"] / 100})
+    ax = budget_curve_figure(results, summary, "colours").axes[0]
+    handles, labels = ax.get_legend_handles_labels()
+    return {label.split(" (")[0]: to_rgba(h.get_color() if hasattr(h, "get_color")
+                                          else h.lines[0].get_color())
+            for h, label in zip(handles, labels, strict=True)}
+
+
+def test_a_method_keeps_its_colour_when_methods_are_added():
+    from matplotlib.colors import to_rgba
+    two = _curve_colours(["ripu_region", "random_region"])
+    four = _curve_colours(["entropy_region", "random_point", "ripu_region", "random_region"])
+    for name in ("RIPU-RA", "random regions", "source only"):
+        assert two[name] == four[name]
+    assert two["RIPU-RA"] == to_rgba(METHOD_COLOURS["ripu_region"])
+    assert len(set(four.values())) == len(four)  # every line its own colour
+    # an unlisted method gets a spare colour from its id alone, the same in every report
+    assert method_colour("relabel/random_point") == method_colour("relabel/random_point")
+    assert method_colour("relabel/random_point") in SPARE_COLOURS

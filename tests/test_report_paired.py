@@ -11,7 +11,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from ripu.report import build_report
-from ripu.report.paired import COLUMNS, Pair, paired_frame
+from ripu.report.paired import COLUMNS, Pair, paired_frame, paired_t
 from tests.test_report import log_trial
 
 pytestmark = pytest.mark.integration  # a real MLflow store (and, some, subprocesses)
@@ -72,13 +72,46 @@ def test_paired_csv_hand_computed(report):
     assert p["comparison"].tolist()[-1] == "RIPU-RA + LSE − RIPU-RA"
 
 
+# The paired t by hand. With 2 degrees of freedom the two-sided p of t is 1 - |t| / sqrt(t^2 +
+# 2), with 1 it is 1 - (2 / pi) atan |t|; t(0.975) is 4.302653 (df 2) and 12.706205 (df 1).
+#   2.2%: d = +2, +3, 0: se = sqrt(7/3) / sqrt(3) = 0.88192, t = 1.88982, p = 0.19936,
+#     interval 5/3 -+ 4.302653 x 0.88192 = [-2.13, +5.46]
+#   LSE: d = -1, +3: se = 2, t = 0.5, p = 1 - (2/pi) atan 0.5 = 0.70483, 1 -+ 25.41
+#   hybrid: d = -5, +3: se = 4, t = -0.25, p = 1 - (2/pi) atan 0.25 = 0.84404, -1 -+ 50.82
+def test_paired_interval_and_test_hand_computed(report):
+    p = report["paired"].set_index(["method", "budget_label"])
+    got = {k: (r.ci_low, r.ci_high, r.p_value, r.verdict) for k, r in p.iterrows()}
+    assert got[("ripu_region", "2.2%")] == (-2.13, 5.46, 0.1994, "no detectable difference")
+    assert got[("lse", "0%")] == (-24.41, 26.41, 0.7048, "no detectable difference")
+    assert got[("hybrid/ripu_region", "2.2%")] == (-51.82, 49.82, 0.844,
+                                                   "no detectable difference")
+    one = got[("ripu_region", "5%")]  # one seed: no interval, no test
+    assert all(math.isnan(v) for v in one[:3]) and one[3] == "no detectable difference"
+
+
+@pytest.mark.parametrize(("diffs", "low", "high", "p", "verdict"), [
+    # mean 2, std 1, se 1/sqrt(3): t = 3.4641, p = 1 - 3.4641 / sqrt(14) = 0.07418
+    ([1.0, 2.0, 3.0], -0.48414, 4.48414, 0.07418, "no detectable difference"),
+    # mean 3: t = 5.19615, p = 1 - 5.19615 / sqrt(29) = 0.03510
+    ([2.0, 3.0, 4.0], 0.51586, 5.48414, 0.03510, "method higher"),
+    ([-4.0, -3.0, -2.0], -5.48414, -0.51586, 0.03510, "baseline higher"),
+    ([1.5, 1.5], 1.5, 1.5, 0.0, "method higher"),  # no spread: a zero-width interval
+])
+def test_paired_t_by_hand(diffs, low, high, p, verdict):
+    test = paired_t(diffs)
+    assert (test.ci_low, test.ci_high, test.p_value) == pytest.approx((low, high, p), abs=1e-5)
+    assert test.verdict == verdict
+
+
 def test_paired_section_in_summary(report):
     md = report["md"]
     assert "## Paired differences over seeds" in md
-    assert ("| RIPU-RA − random regions | 2.2% | 3 | +1.67 ± 1.53 | 2 / 0 / 1 | "
-            "s0 +2.00, s1 +3.00, s2 +0.00 |") in md
-    assert "| RIPU-RA − random regions | 5% | 1 | -1.00 | 0 / 1 / 0 | s1 -1.00 |" in md
-    assert "| LSE − source only | 0% | 2 | +1.00 ± 2.83 | 1 / 1 / 0 | s0 -1.00, s1 +3.00 |" in md
+    assert ("| RIPU-RA − random regions | 2.2% | 3 | +1.67 ± 1.53 | [-2.13, +5.46] | 0.199 | "
+            "no detectable difference | 2 / 0 / 1 | s0 +2.00, s1 +3.00, s2 +0.00 |") in md
+    assert ("| RIPU-RA − random regions | 5% | 1 | -1.00 | | | no detectable difference | "
+            "0 / 1 / 0 | s1 -1.00 |") in md
+    assert ("| LSE − source only | 0% | 2 | +1.00 ± 2.83 | [-24.41, +26.41] | 0.705 | "
+            "no detectable difference | 1 / 1 / 0 | s0 -1.00, s1 +3.00 |") in md
     # the paper's "random below RIPU" ordering check comes from the same pair table
     assert "- ✗ random regions @ 5% (64.50) < RIPU-RA @ 5% (59.00)" in md
 

@@ -40,6 +40,7 @@ from ripu.engine.schedule import poly_lr, round_iterations, set_lr
 from ripu.engine.selection import run_round
 from ripu.engine.trial_data import TrialData, class_pixel_counts, load_trial_data
 from ripu.engine.trial_dir import TrialDir
+from ripu.errors import TrainingDiverged
 from ripu.kinds import get_kind
 from ripu.selftrain.runner import full_pseudo_labels
 from ripu.selftrain.train import train_lse
@@ -82,7 +83,8 @@ class Trainer:
         self.optimizer = torch.optim.SGD(
             self.model.param_groups(cfg.optim.lr, cfg.optim.head_lr_mult),
             lr=cfg.optim.lr, momentum=cfg.optim.momentum, weight_decay=cfg.optim.weight_decay)
-        self.objective = Objective(self.kind.terms, cfg.loss)
+        self.objective = Objective(self.kind.terms, cfg.loss,
+                                   joint=getattr(self.model, "per_image", False))
         self.iteration = 0
         self.rounds_done = 0
         self.state = LabelState()
@@ -190,15 +192,21 @@ class Trainer:
             set_lr(self.optimizer, lr)
             terms = self.loss_terms(batch)
             total = objective.total(terms)
+            values = {k: v.item() for k, v in terms.items()}
+            if not all(map(math.isfinite, values.values())):
+                raise TrainingDiverged(
+                    f"{self.cfg.train.kind} trial diverged at iteration {self.iteration}: loss "
+                    f"terms {values} at learning rate {lr:g} (head {lr * self.cfg.optim.head_lr_mult:g}); "
+                    f"expected finite losses, lower optim.lr")
             self.optimizer.zero_grad(set_to_none=True)
             if isinstance(total, torch.Tensor) and total.requires_grad:
                 total.backward()
                 self.optimizer.step()
             self.iteration += 1
             count += 1
-            for k, v in terms.items():
-                sums[k] += v.item()
-            sums["loss"] += objective.logged_total(terms)
+            for k, v in values.items():
+                sums[k] += v
+            sums["loss"] += objective.logged_total(values)
             bar.update(1)
             if self.iteration % cfg.log_every == 0 or self.iteration == end:
                 means = {k: v / count for k, v in sums.items()}

@@ -86,6 +86,13 @@ class SegmentationModel(nn.Module):
                 bn.eval()
         return self
 
+    @property
+    def per_image(self) -> bool:
+        """Whether each image's output depends on that image alone, in training too: no
+        BatchNorm normalises with batch statistics. Then images of two batches may share
+        one forward pass and give the same outputs as two passes."""
+        return self.bn_frozen or next(self.batchnorms(), None) is None
+
     def train(self, mode: bool = True) -> SegmentationModel:
         super().train(mode)
         if self.bn_frozen:

@@ -20,17 +20,16 @@ from matplotlib.ticker import NullFormatter
 from ripu.io import atomic_path
 from ripu.kinds import get_kind, kind_names
 from ripu.report.classes import TARGET_GROUP
-from ripu.report.names import display_name
+from ripu.report.names import display_name, method_colour
 from ripu.report.tables import iou_columns
 
 if TYPE_CHECKING:
     pass
 
-# Line styles of the selecting kinds' curves, colours and styles of the reference kinds'
-# horizontal lines, each in kind order.
+# Line styles of the selecting kinds' curves and of the reference kinds' horizontal lines,
+# each in kind order (colours are the methods', :func:`ripu.report.names.method_colour`).
 _CURVE_STYLES = ("-", "--", "-.", ":")
-_REFERENCE_STYLES = (("dimgray", "--"), ("saddlebrown", "-."), ("black", ":"),
-                     ("darkgreen", (0, (1, 3))))
+_REFERENCE_STYLES = ("--", "-.", ":", (0, (1, 3)))
 
 
 def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 150) -> None:
@@ -39,14 +38,9 @@ def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 150) -> None:
         fig.savefig(tmp, dpi=dpi)
 
 
-def _colors(n: int) -> list[Any]:
-    cmap = colormaps["tab10" if n <= 10 else "tab20"]
-    return [cmap(i % cmap.N) for i in range(n)]
-
-
 def _styles(reference: bool) -> dict[str, Any]:
-    """Kind name -> line style of the selecting kinds (``reference=False``) or (colour,
-    style) of the reference kinds, by kind order."""
+    """Kind name -> line style of the selecting kinds (``reference=False``) or of the
+    reference kinds, by kind order."""
     names = [n for n in kind_names() if (get_kind(n).reference if reference
                                          else get_kind(n).selects)]
     table = _REFERENCE_STYLES if reference else _CURVE_STYLES
@@ -76,7 +70,8 @@ def budget_curve_figure(results: pd.DataFrame, summary: pd.DataFrame,
         return x * 10 ** (0.012 * step) if log else x + 0.006 * (span or 1.0) * step
 
     styles = _styles(reference=False)
-    for i, (color, method) in enumerate(zip(_colors(len(methods)), methods, strict=True)):
+    for i, method in enumerate(methods):
+        color = method_colour(method)
         part = curves[curves["method"] == method].sort_values("labelled_percent")
         runs = results[results["method"] == method]
         ax.scatter(dodge(100 * runs["labelled_fraction"], i), 100 * runs["miou"],
@@ -87,7 +82,7 @@ def budget_curve_figure(results: pd.DataFrame, summary: pd.DataFrame,
                     label=f"{display_name(method)} (n={'/'.join(map(str, part['n']))})")
     refs = _styles(reference=True)
     for row in summary[[get_kind(k).reference for k in summary["kind"]]].itertuples(index=False):
-        color, style = refs[row.kind]
+        color, style = method_colour(row.method), refs[row.kind]
         ax.axhline(row.miou_mean, color=color, linestyle=style, linewidth=1.5,
                    label=f"{display_name(row.method)} ({row.budget_label} labels): "
                          f"{row.miou_mean:.1f} (n={row.n})")

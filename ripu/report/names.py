@@ -9,6 +9,7 @@ strategy registry (:mod:`ripu.acquisition.strategies`); no name is compared here
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable
 
 from ripu.acquisition.strategies import get_strategy
@@ -24,6 +25,26 @@ STRATEGY_DISPLAY = {
     "random_point": "random points", "entropy_region": "entropy regions (U)",
     "impurity_region": "impurity regions (P)", "full_image": "full images",
 }
+
+
+# Stable colours of the methods in every figure (presentation data, by :func:`method_id`): a
+# method keeps its colour when others are added or left out. A method not listed gets one
+# of ``SPARE_COLOURS`` from a stable hash of its id.
+METHOD_COLOURS = {
+    "ripu_region": "#d62728", "random_region": "#1f77b4", "ripu_point": "#ff7f0e",
+    "random_point": "#17becf", "entropy_region": "#9467bd", "impurity_region": "#e377c2",
+    "full_image": "#bcbd22", "hybrid/ripu_region": "#8c564b",
+    "source_free/ripu_region": "#2ca02c", "source_only": "dimgray", "lse": "darkgoldenrod",
+    "supervised": "black",
+}
+SPARE_COLOURS = ("#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94",
+                 "#f7b6d2", "#dbdb8d", "#9edae5", "#393b79", "#637939", "#843c39")
+
+
+def method_colour(method: str) -> str:
+    """The colour of a :func:`method_id` in every figure, whatever else is shown."""
+    return METHOD_COLOURS.get(method) or SPARE_COLOURS[zlib.crc32(method.encode())
+                                                       % len(SPARE_COLOURS)]
 
 
 def metric_class(name: str) -> str:

@@ -26,6 +26,7 @@ __all__ = [
     "PixelMaps",
     "crop_and_upsample_image",
     "image_stats",
+    "kept_count",
     "kept_union",
     "normalize_entropy_per_class",
     "pixel_entropy",
@@ -37,7 +38,22 @@ __all__ = [
     "stats_from_maps",
 ]
 
-RULES = ("authors", "per_class")
+# Keep rules of the confident images: name -> (divide by C, rounding). ``authors``:
+# floor(N_c p / C) (LSE ``LSE.py``); ``authors_ceil``: ceil(N_c p / C), the same share of
+# each class's images on a set too small for floor to keep any (160 images: N_c p / C < 1
+# until p > 0.12); ``per_class``: floor(N_c p).
+KEEP_RULES: dict[str, tuple[bool, str]] = {
+    "authors": (True, "floor"), "authors_ceil": (True, "ceil"), "per_class": (False, "floor")}
+RULES = tuple(KEEP_RULES)
+
+
+def kept_count(n_c: int, p: float, num_classes: int, rule: str) -> int:
+    """How many of the ``n_c`` images predicting a class ``rule`` keeps (at most ``n_c``);
+    a 1e-9 slack absorbs float round-off in the product."""
+    by_classes, rounding = KEEP_RULES[rule]
+    x = n_c * p / (num_classes if by_classes else 1)
+    n = math.floor(x + 1e-9) if rounding == "floor" else math.ceil(x - 1e-9)
+    return min(n_c, n)
 
 
 def _check_probs(probs: Tensor) -> None:
@@ -134,18 +150,21 @@ class ImageStats:
     """Per-class summary of one image's prediction (METHOD.md section 3, steps 2-3).
 
     Classes absent from the prediction have ``present`` False, ``pixel_count`` 0 and
-    0.0 in both means.
+    0.0 in both means. ``constant_entropy`` marks the present classes whose entropy is the
+    same at all their pixels in this image (one pixel, or equal values): their min-max
+    normalisation divides 0 by 0, which the authors' code leaves as NaN.
 
     Shape:
         present: (C,) bool; pixel_count: (C,) long; mean_confidence: (C,) float (mean
         max-probability of the class's pixels); mean_norm_entropy: (C,) float (mean
-        normalised entropy of the class's pixels).
+        normalised entropy of the class's pixels); constant_entropy: (C,) bool.
     """
 
     present: Tensor
     pixel_count: Tensor
     mean_confidence: Tensor
     mean_norm_entropy: Tensor
+    constant_entropy: Tensor
 
     @property
     def num_classes(self) -> int:
@@ -165,11 +184,16 @@ def stats_from_maps(maps: PixelMaps, num_classes: int) -> ImageStats:
     conf_sum.index_add_(0, idx, maps.confidence.reshape(-1).to(torch.float64))
     ent_sum.index_add_(0, idx, maps.norm_entropy.reshape(-1).to(torch.float64))
     denom = count.clamp_min(1).to(torch.float64)
+    # A class's normalised entropies are all 0 exactly when its entropy span is 0 (else the
+    # pixel of highest entropy gets 1).
+    ent_max = torch.zeros(num_classes, dtype=maps.norm_entropy.dtype, device=idx.device)
+    ent_max = ent_max.scatter_reduce(0, idx, maps.norm_entropy.reshape(-1), reduce="amax")
     return ImageStats(
         present=(count > 0).cpu(),
         pixel_count=count.cpu(),
         mean_confidence=(conf_sum / denom).float().cpu(),
         mean_norm_entropy=(ent_sum / denom).float().cpu(),
+        constant_entropy=((count > 0) & (ent_max == 0)).cpu(),
     )
 
 
@@ -189,13 +213,15 @@ def select_confident(
 
     For each class ``c``, the ``N_c`` images whose prediction contains ``c`` are ranked by
     the mean max-probability of their ``c`` pixels (descending; ties: lower position in
-    ``stats`` first). The top ``n_c`` are kept, with ``n_c = floor(N_c * p / C)`` for
-    ``rule="authors"`` and ``floor(N_c * p)`` for ``rule="per_class"`` (capped at ``N_c``;
-    a 1e-9 slack absorbs float round-off in the product). ``tau_c`` is the mean
+    ``stats`` first). The top ``n_c`` are kept, ``n_c`` by ``rule`` (:func:`kept_count`:
+    ``floor(N_c p / C)`` for ``authors``). ``tau_c`` is the mean
     normalised entropy of class-``c`` pixels in the first image *not* kept for ``c``
     (rank ``n_c``). When every image containing ``c`` is kept, or none contains ``c``,
     ``tau_c = 1.0``: every class-``c`` pixel except those of maximal normalised entropy
-    (exactly 1) keeps its pseudo-label.
+    (exactly 1) keeps its pseudo-label. When that first image's class-``c`` entropy is
+    constant (``constant_entropy``), ``tau_c = inf`` and every class-``c`` pixel keeps its
+    pseudo-label, as in the authors' code: their mean there is NaN and ``SE >= NaN`` ignores
+    no pixel (LSE ``LSE.py``; docs/method.md, "LSE thresholds").
 
     Returns ``(kept, tau)``: ``kept[c]`` lists positions in ``stats`` in rank order (a key
     for every class, possibly empty); ``tau`` is a float (C,) tensor. The kept image set
@@ -217,7 +243,6 @@ def select_confident(
     present = torch.stack([s.present for s in stats])  # (N, C)
     conf = torch.stack([s.mean_confidence for s in stats]).to(torch.float64)
     ent = torch.stack([s.mean_norm_entropy for s in stats])
-    divisor = num_classes if rule == "authors" else 1
     for c in range(num_classes):
         members = torch.nonzero(present[:, c]).flatten()  # ascending positions
         n_c = int(members.numel())
@@ -226,10 +251,11 @@ def select_confident(
         # Stable sort keeps ascending position order among equal confidences.
         order = torch.sort(conf[members, c], descending=True, stable=True).indices
         ranked = members[order]
-        n_keep = min(n_c, math.floor(n_c * p / divisor + 1e-9))
+        n_keep = kept_count(n_c, p, num_classes, rule)
         kept[c] = [int(i) for i in ranked[:n_keep]]
         if n_keep < n_c:
-            tau[c] = ent[int(ranked[n_keep]), c]
+            first = int(ranked[n_keep])
+            tau[c] = math.inf if stats[first].constant_entropy[c] else ent[first, c]
     return kept, tau
 
 

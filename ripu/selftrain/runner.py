@@ -9,6 +9,7 @@ and patches. Full softmaxes are never stored for more than one batch.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -72,7 +73,8 @@ class PseudoLabelSet:
         return sum(len(p) for p in self.patches.values())
 
     def diagnostics(self) -> dict[str, Any]:
-        """JSON-ready summary: counts, per-class thresholds, coverage and accuracy."""
+        """JSON-ready summary: counts, per-class thresholds (None for an infinite one: every
+        pixel of the class keeps its label), coverage and accuracy."""
         return {
             "round": self.round_index,
             "fraction": self.fraction,
@@ -80,7 +82,7 @@ class PseudoLabelSet:
             "num_images": self.num_images,
             "kept_images": len(self.kept_images),
             "kept_per_class": [len(self.kept_per_class[c]) for c in sorted(self.kept_per_class)],
-            "tau": [float(t) for t in self.tau],
+            "tau": [float(t) if math.isfinite(t) else None for t in self.tau],  # None: inf
             "num_patches": self.num_patches,
             "coverage": self.coverage,
             "accuracy": self.accuracy,

@@ -13,7 +13,7 @@ from ripu.acquisition import LabelState
 from ripu.engine.build import build_datasets
 from ripu.engine.callbacks import Callback
 from ripu.engine.trainer import Trainer, run_trial
-from ripu.errors import RipuError
+from ripu.errors import RipuError, TrainingDiverged
 from tests.conftest import tiny_config
 
 
@@ -187,3 +187,43 @@ def test_mlflow_run_holds_params_metrics_and_artifacts(tiny_data, tmp_path):
             "selection"} <= artifacts
     masks = {a.path for a in client.list_artifacts(run.info.run_id, "masks")}
     assert masks == {"masks/round_0.npz", "masks/round_1.npz"}
+
+
+def test_a_diverging_trial_stops_at_that_iteration_naming_the_rate(tiny_data, tmp_path):
+    # lr 1e30 with frozen BatchNorm: the first step sends the weights to inf, so iteration 1's
+    # loss is not finite; the trial stops there, before any selection round. Its rate is the
+    # poly schedule's 1e30 (1 - 1/8)^0.9 = 8.86762e29.
+    cfg = tiny_config(tiny_data, tmp_path, **{"model.freeze_bn": True, "optim.lr": 1e30,
+                                              "active.round_at": [0.5, 0.75]})
+    trainer = Trainer(cfg, tmp_path / "trial", progress=False, callbacks=[])
+    with pytest.raises(TrainingDiverged) as err:
+        trainer.train_until(cfg.optim.iters)
+    message = str(err.value)
+    assert "diverged at iteration 1:" in message and "learning rate 8.86762e+29" in message
+    assert "\n" not in message and trainer.iteration == 1 and trainer.rounds_done == 0
+
+
+def test_source_and_target_share_one_forward_pass_with_frozen_batchnorm(tiny_data, tmp_path):
+    # Frozen BatchNorm: each image's logits depend on that image alone, so one pass over both
+    # batches gives the loss terms (and gradients) of two passes; with BatchNorm in training
+    # mode the passes stay apart.
+    frozen = Trainer(tiny_config(tiny_data, tmp_path, **{"model.freeze_bn": True,
+                                                         "train.kind": "supervised"}),
+                     tmp_path / "a", progress=False, callbacks=[])
+    assert frozen.objective.joint
+    assert not Trainer(tiny_config(tiny_data, tmp_path, **{"train.kind": "supervised"}),
+                       tmp_path / "b", progress=False, callbacks=[]).objective.joint
+    batch = frozen.batches()[0]
+    calls = []
+
+    def forward(images, size):
+        calls.append(len(images))
+        return frozen._logits(images, size)
+
+    joint = frozen.objective.terms(batch, forward, frozen.device)
+    frozen.objective.joint = False
+    apart = frozen.objective.terms(batch, forward, frozen.device)
+    assert calls == [4, 2, 2]
+    assert set(joint) == set(apart) == {"src", "lc", "tgt", "nl"}
+    for k in joint:
+        torch.testing.assert_close(joint[k], apart[k], rtol=1e-5, atol=1e-6)

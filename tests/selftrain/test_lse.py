@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -13,12 +15,15 @@ from ripu.selftrain.lse import (
     ImageStats,
     crop_and_upsample_image,
     image_stats,
+    kept_count,
     kept_union,
     normalize_entropy_per_class,
+    pixel_maps,
     pseudo_label,
     round_fraction,
     scale_invariant_patches,
     select_confident,
+    stats_from_maps,
 )
 
 # --- normalize_entropy_per_class -------------------------------------------------------
@@ -132,16 +137,18 @@ def test_select_confident_per_class_rule(stats):
     # floor(4 * 0.5) = 2 per class.
     kept, tau = select_confident(stats, 0.5, num_classes=2, rule="per_class")
     assert kept == {0: [4, 0], 1: [0, 1]}
-    # tau_0: image 2 (constant class 0) -> 0; tau_1: image 3 -> 1/2.
-    assert torch.allclose(tau, torch.tensor([0.0, 0.5]))
+    # tau_0: image 2, whose class 0 is constant -> inf (the authors' NaN: every class-0 pixel
+    # keeps its label); tau_1: image 3 -> 1/2.
+    assert torch.equal(tau, torch.tensor([math.inf, 0.5]))
     assert kept_union(kept) == [0, 1, 4]
 
 
 def test_select_confident_nothing_kept_uses_most_confident_image(stats):
-    # Round 6 (p = 0.4): floor(4 * 0.4 / 2) = 0. tau = entropy of the top-ranked image.
+    # Round 6 (p = 0.4): floor(4 * 0.4 / 2) = 0. tau = entropy of the top-ranked image: image
+    # 4 for class 0 and image 0 for class 1, each with one pixel of the class (constant) -> inf.
     kept, tau = select_confident(stats, round_fraction(6), num_classes=2)
     assert kept == {0: [], 1: []} and kept_union(kept) == []
-    assert torch.allclose(tau, torch.tensor([0.0, 0.0]))
+    assert torch.equal(tau, torch.tensor([math.inf, math.inf]))
 
 
 def test_select_confident_all_kept_gives_tau_one(stats):
@@ -150,11 +157,59 @@ def test_select_confident_all_kept_gives_tau_one(stats):
     assert torch.equal(tau, torch.ones(2))
 
 
-def stat(conf: list[float], ent: list[float], present: list[bool]) -> ImageStats:
+def stat(conf: list[float], ent: list[float], present: list[bool],
+         constant: list[bool] | None = None) -> ImageStats:
     return ImageStats(
         present=torch.tensor(present), pixel_count=torch.tensor([int(x) for x in present]),
         mean_confidence=torch.tensor(conf), mean_norm_entropy=torch.tensor(ent),
+        constant_entropy=torch.tensor(constant or [False] * len(present)),
     )
+
+
+def test_a_constant_entropy_threshold_image_keeps_every_pixel_of_the_class():
+    # Hand-made 2x3 softmax, 3 classes. Class 1 is predicted at two pixels with the same
+    # probabilities (constant entropy); class 0 at four pixels of two entropies.
+    hi, lo = [0.8, 0.1, 0.1], [0.5, 0.25, 0.25]
+    c1 = [0.2, 0.7, 0.1]
+    pixels = [hi, lo, c1, hi, lo, c1]
+    probs = torch.tensor(pixels).T.reshape(3, 2, 3)
+    maps = pixel_maps(probs)
+    assert maps.pred.tolist() == [[0, 0, 1], [0, 0, 1]]
+    # Class 0: min-max over its pixels -> 0 (hi) and 1 (lo); class 1: 0 / 0 -> 0.
+    assert maps.norm_entropy.tolist() == [[0.0, 1.0, 0.0], [0.0, 1.0, 0.0]]
+    s = stats_from_maps(maps, 3)
+    assert s.constant_entropy.tolist() == [False, True, False]  # class 2 is absent
+    # Image 0 (more confident class 1) is kept for class 1 at p = 1/2 (per_class: floor(2 *
+    # 0.5) = 1); image 1 sets tau_1. Its class-1 entropy is constant -> tau_1 = inf, as the
+    # authors' NaN: every class-1 pixel keeps its label, whatever its normalised entropy.
+    other = stat([0.9, 0.5, 0.0], [0.5, 0.0, 0.0], [True, True, False], [False, True, False])
+    kept, tau = select_confident([stat([0.9, 0.8, 0.0], [0.5, 0.0, 0.0], [True, True, False]),
+                                  other], 0.5, 3, rule="per_class")
+    assert kept[1] == [0] and tau[1] == math.inf
+    assert tau[0].item() == 0.5  # image 1's mean for class 0: not constant, not inf
+    label, keep = pseudo_label(torch.tensor([[1, 1]]), torch.tensor([[0.0, 1.0]]), tau)
+    assert keep.tolist() == [[True, True]] and label.tolist() == [[1, 1]]
+    # A non-constant threshold image of the same mean would have ignored the pixel at 1.0.
+    kept, tau = select_confident([stat([0.9, 0.8, 0.0], [0.5, 0.0, 0.0], [True, True, False]),
+                                  stat([0.9, 0.5, 0.0], [0.5, 0.0, 0.0], [True, True, False])],
+                                 0.5, 3, rule="per_class")
+    assert tau[1] == 0.0
+    assert pseudo_label(torch.tensor([[1, 1]]), torch.tensor([[0.0, 1.0]]), tau)[1].tolist() \
+        == [[False, False]]
+
+
+@pytest.mark.parametrize(("n_c", "p", "rule", "expected"), [
+    (160, 0.10, "authors", 0),        # floor(160 * 0.1 / 19) = floor(0.84)
+    (160, 0.10, "authors_ceil", 1),   # ceil(0.84)
+    (160, 0.40, "authors", 3),        # floor(3.37)
+    (160, 0.40, "authors_ceil", 4),
+    (95, 0.20, "authors_ceil", 1),    # 95 * 0.2 / 19 = 1 exactly: no round-up of round-off
+    (160, 0.40, "per_class", 64),
+    (3, 1.0, "per_class", 3),         # capped at N_c
+    (0, 0.4, "authors_ceil", 0),
+])
+def test_kept_count_per_rule(n_c, p, rule, expected):
+    assert kept_count(n_c, p, 19, rule) == expected
 
 
 def test_select_confident_ties_and_absent_class():
