@@ -12,12 +12,12 @@ import os
 import torch
 
 from ripu.errors import RipuError
-from ripu.names import ARCH_TRAITS
 from ripu.models.common import RESNETS, SegmentationModel, load_pretrained
 from ripu.models.deeplabv2 import DeepLabV2
 from ripu.models.deeplabv3plus import DeepLabV3Plus
 from ripu.models.fcn8s import FCN8s
 from ripu.models.small import SmallSegNet
+from ripu.names import ARCH_TRAITS
 
 MODELS: dict[str, type[SegmentationModel]] = {
     "deeplabv2": DeepLabV2,

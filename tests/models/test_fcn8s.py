@@ -27,7 +27,7 @@ from ripu.models import build_model
 
 class AuthorsFCN8s(nn.Module):
     def __init__(self, num_classes=21):
-        super(AuthorsFCN8s, self).__init__()
+        super(AuthorsFCN8s, self).__init__()  # noqa: UP008 - their code as it is
         self.conv1_1 = nn.Conv2d(3, 64, 3, padding=100)
         self.relu1_1 = nn.ReLU(inplace=True)
         self.conv1_2 = nn.Conv2d(64, 64, 3, padding=1)
@@ -162,7 +162,7 @@ class AuthorsFCN8s(nn.Module):
             elif isinstance(m, modules_skipped):
                 continue
             else:
-                raise ValueError('Unexpected module: %s' % str(m))
+                raise ValueError('Unexpected module: %s' % str(m))  # noqa: UP031
 
 
 def authors_target_loss(predict, target, gamma=3, beta=0.1):
