@@ -74,12 +74,19 @@ def build(root: Path, experiment: str, warmup: Warmup) -> dict[str, Any]:
     return {**metrics, "iterations": results["iterations"], "seconds": results["seconds"]}
 
 
-def imported(root: Path, experiment: str, warmup: Warmup, path: str) -> dict[str, Any]:
-    """Write the warm-up from the model file ``path`` (any layout the warm-up's model reads,
-    e.g. the LSE authors' ``*_vggfcn_init.pth``) instead of training it; its val metrics."""
+def load_file(warmup: Warmup, path: str) -> torch.nn.Module:
+    """The warm-up's model with the weights of ``path`` (any layout that model reads, e.g. the
+    LSE authors' ``*_vggfcn_init.pth``); RipuError naming the file when they do not fit."""
     cfg = warmup.cfg
-    model = build_model(cfg.model.arch, cfg.data.num_classes, backbone=cfg.model.backbone,
-                        width=cfg.model.width, pretrained=path, seed=cfg.seed)
+    return build_model(cfg.model.arch, cfg.data.num_classes, backbone=cfg.model.backbone,
+                       width=cfg.model.width, pretrained=path, seed=cfg.seed)
+
+
+def imported(root: Path, experiment: str, warmup: Warmup, model: torch.nn.Module,
+             path: str) -> dict[str, Any]:
+    """Write ``model`` (loaded from ``path``) as the warm-up instead of training it; its val
+    metrics."""
+    cfg = warmup.cfg
     device = select_device(cfg.train.device)
     result = evaluate(model.to(device), build_datasets(cfg, only=("val",))["val"],
                       cfg.data.num_classes, input_size=cfg.data.eval_size,
@@ -107,12 +114,16 @@ def run(root: Path, cfg: Config) -> None:
     exp = load_experiment_of(root, cfg)
     files = cfg.sweep.warmup_files
     check_files(exp, files)
+    # Files that do not fit their warm-up's model are refused before anything is written.
+    loaded = {w.name: load_file(w, files[w.name]) for w in needed(exp) if w.name in files}
     (root / WARMUPS / exp.name).mkdir(parents=True, exist_ok=True)  # a DVC output, even empty
     metrics = {}
     for warmup in needed(exp):
-        if warmup.name in files:
-            metrics[warmup.name] = imported(root, exp.name, warmup, files[warmup.name])
-            print(f"warmup {exp.name}/{warmup.name}: imported {files[warmup.name]}, val mIoU "
+        if warmup.name in loaded:
+            path = files[warmup.name]
+            metrics[warmup.name] = imported(root, exp.name, warmup, loaded.pop(warmup.name),
+                                            path)
+            print(f"warmup {exp.name}/{warmup.name}: imported {path}, val mIoU "
                   f"{100 * metrics[warmup.name]['miou']:.2f}")
             continue
         metrics[warmup.name] = build(root, exp.name, warmup)

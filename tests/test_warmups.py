@@ -312,13 +312,18 @@ def test_warmup_stage_imports_a_named_file_instead_of_training(tmp_path):
     theirs = tmp_path / "gta5_vggfcn_init.pth"
     torch.save(authors_layout(cfg), theirs)
 
+    wide = tmp_path / "wide.pth"  # the authors' layout at another width: shapes do not fit
+    torch.save({k: torch.cat([v, v]) if k == "conv1_1.weight" else v
+                for k, v in authors_layout(cfg).items()}, wide)
     for files, message in (({"nope": str(theirs)}, r"^sweep\.warmup_files\.nope: nope is not a "
                                                     r"warm-up of .*exp\.yaml, expected one of fcn$"),
-                           ({"fcn": str(tmp_path / "no.pth")}, r"no\.pth does not exist")):
+                           ({"fcn": str(tmp_path / "no.pth")}, r"no\.pth does not exist"),
+                           ({"fcn": str(wide)}, r"wide\.pth does not fit: shape mismatches "
+                                                r"\(file vs model\) \[backbone\.conv1_1\.weight")):
         bad = apply_overrides(cfg, {"sweep.warmup_files": files})
-        with pytest.raises(ConfigError, match=message):
+        with pytest.raises(RipuError, match=message):
             stage.run(tmp_path, bad)
-        assert not (tmp_path / "models").exists()
+        assert not (tmp_path / "models").exists() and not (tmp_path / "metrics").exists()
 
     stage.run(tmp_path, apply_overrides(cfg, {"sweep.warmup_files": {"fcn": str(theirs)}}))
     ckpt = torch.load(warmup_path(tmp_path / "models", "imp", "fcn"), weights_only=True)
