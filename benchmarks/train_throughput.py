@@ -81,6 +81,7 @@ def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
 
 
 def run(quick: bool = False) -> dict[str, Any]:
+    from ripu.engine.optim import build_optimizer
     from ripu.engine.trainer import Trainer
 
     setup()
@@ -98,12 +99,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         initial = copy.deepcopy(trainer.model.state_dict()), copy.deepcopy(
             trainer.optimizer.state_dict())
 
-        def optimizer_of(m: torch.nn.Module) -> torch.optim.Optimizer:
-            return torch.optim.SGD(m.param_groups(cfg.optim.lr, cfg.optim.head_lr_mult),
-                                   lr=cfg.optim.lr, momentum=cfg.optim.momentum,
-                                   weight_decay=cfg.optim.weight_decay)
-
-        optimizer = optimizer_of(model)
+        optimizer = build_optimizer(model, cfg.optim)
         # Three steps from the same weights: the same result.
         trainer.train_until(3, batches)
         bare_loop(model, optimizer, batches, 3, cfg)

@@ -7,6 +7,8 @@ run (experiment "warmup", tags ripu.kind=warmup, ripu.trial=<name>, ripu.experim
 It is written to models/<exp>/<name>.pt (``{"model": state_dict, "arch", "backbone",
 "num_classes", "iterations"}``); metrics/<exp>/warmups.json holds each one's val mIoU. An
 interrupted warm-up resumes from its checkpoint in models/warmup_trials/<exp>/<name>/.
+A warm-up named in ``sweep.warmup_files`` is imported from that file instead (written with
+``"iterations": 0`` and ``"imported": <file>``, evaluated on val, no training).
 """
 
 from __future__ import annotations
@@ -26,12 +28,16 @@ from pipelines.common import (
     show_progress,
 )
 from ripu.config import Config
+from ripu.engine.build import build_datasets, select_device
 from ripu.engine.callbacks import TrackingCallback
 from ripu.engine.checkpoint import read_checkpoint
+from ripu.engine.evaluate import evaluate
 from ripu.engine.trainer import run_trial
 from ripu.engine.trial_dir import TrialDir
+from ripu.errors import ConfigError
 from ripu.experiments import Experiment
 from ripu.io import atomic_path, write_json
+from ripu.models import build_model
 from ripu.warmups import Warmup, model_signature, warmup_path
 
 TAGS = {"ripu.kind": "warmup"}
@@ -68,11 +74,58 @@ def build(root: Path, experiment: str, warmup: Warmup) -> dict[str, Any]:
     return {**metrics, "iterations": results["iterations"], "seconds": results["seconds"]}
 
 
+def load_file(warmup: Warmup, path: str) -> torch.nn.Module:
+    """The warm-up's model with the weights of ``path`` (any layout that model reads, e.g. the
+    LSE authors' ``*_vggfcn_init.pth``); RipuError naming the file when they do not fit."""
+    cfg = warmup.cfg
+    return build_model(cfg.model.arch, cfg.data.num_classes, backbone=cfg.model.backbone,
+                       width=cfg.model.width, pretrained=path, seed=cfg.seed)
+
+
+def imported(root: Path, experiment: str, warmup: Warmup, model: torch.nn.Module,
+             path: str) -> dict[str, Any]:
+    """Write ``model`` (loaded from ``path``) as the warm-up instead of training it; its val
+    metrics."""
+    cfg = warmup.cfg
+    device = select_device(cfg.train.device)
+    result = evaluate(model.to(device), build_datasets(cfg, only=("val",))["val"],
+                      cfg.data.num_classes, input_size=cfg.data.eval_size,
+                      flip=cfg.train.eval_flip, device=device, progress=show_progress())
+    with atomic_path(warmup_path(root / WARMUPS, experiment, warmup.name)) as tmp:
+        torch.save({"model": model.state_dict(), **model_signature(cfg), "iterations": 0,
+                    "imported": path}, tmp)
+    return {**{k: float(v) for k, v in result.summary.items()
+               if k.startswith("miou") and isinstance(v, float)},
+            "iterations": 0, "imported": path}
+
+
+def check_files(exp: Experiment, files: dict[str, str]) -> None:
+    """``sweep.warmup_files`` names declared warm-ups of existing files; ConfigError else."""
+    for name, path in files.items():
+        where = f"sweep.warmup_files.{name}"
+        if name not in exp.warmups:
+            raise ConfigError(f"{where}: {name} is not a warm-up of {exp.path}, expected one "
+                              f"of {', '.join(exp.warmups) or '(none declared)'}")
+        if not Path(path).is_file():
+            raise ConfigError(f"{where}: {path} does not exist, expected a model file")
+
+
 def run(root: Path, cfg: Config) -> None:
     exp = load_experiment_of(root, cfg)
+    files = cfg.sweep.warmup_files
+    check_files(exp, files)
+    # Files that do not fit their warm-up's model are refused before anything is written.
+    loaded = {w.name: load_file(w, files[w.name]) for w in needed(exp) if w.name in files}
     (root / WARMUPS / exp.name).mkdir(parents=True, exist_ok=True)  # a DVC output, even empty
     metrics = {}
     for warmup in needed(exp):
+        if warmup.name in loaded:
+            path = files[warmup.name]
+            metrics[warmup.name] = imported(root, exp.name, warmup, loaded.pop(warmup.name),
+                                            path)
+            print(f"warmup {exp.name}/{warmup.name}: imported {path}, val mIoU "
+                  f"{100 * metrics[warmup.name]['miou']:.2f}")
+            continue
         metrics[warmup.name] = build(root, exp.name, warmup)
         print(f"warmup {exp.name}/{warmup.name}: {metrics[warmup.name]['iterations']} "
               f"iterations, val mIoU {100 * metrics[warmup.name]['miou']:.2f} -> "

@@ -50,6 +50,9 @@ Arch = Literal[names.ARCHS]  # type: ignore[valid-type]
 Backbone = Literal[names.BACKBONES]  # type: ignore[valid-type]
 Dataset = Literal[names.DATASETS]  # type: ignore[valid-type]
 TargetDataset = Literal[names.TARGET_DATASETS]  # type: ignore[valid-type]
+Optimizer = Literal[names.OPTIMIZERS]  # type: ignore[valid-type]
+Normalization = Literal[names.NORMALIZATIONS]  # type: ignore[valid-type]
+Beta = Annotated[Float, Field(ge=0, lt=1)]
 Kind = Literal[kind_names()]  # type: ignore[valid-type]
 
 
@@ -102,6 +105,7 @@ class DataConfig:
     class_balance_rule: Literal["uniform", "authors"] = "uniform"  # draw rule (ripu.data.sampling)
     order: Literal["random", "epochs"] = "random"  # unbalanced draws: independent or shuffled passes
     resize: Literal["cv2_linear", "pil_bicubic"] = "cv2_linear"  # resize rule (ripu.data.transforms)
+    normalize: Normalization = "imagenet"  # pixel normalisation (ripu.data.transforms)
     workers: NonNegInt = 0
     keep_decoded: Bool = False  # keep decoded images/labels in memory (small datasets only)
 
@@ -113,15 +117,28 @@ class ModelConfig:
     pretrained: Str | None = None  # local file of ImageNet ResNet weights
     freeze_bn: Bool = True
     bn_batch_stats: Bool = False  # with freeze_bn: BN normalises with batch statistics in training
+    width: Pos = 1.0  # channel multiplier of an arch that has one (vgg16_fcn8s); 1: the paper's
+
+    def __post_init__(self) -> None:
+        if self.width != 1.0 and not names.ARCH_TRAITS[self.arch].width:
+            scalable = [a for a, t in names.ARCH_TRAITS.items() if t.width]
+            raise Invalid("width", f"{self.width:g} needs an arch with a channel multiplier "
+                                   f"({', '.join(scalable)}), model.arch is {self.arch}; "
+                                   f"expected 1.0")
 
 
 @section
 class OptimConfig:
-    """SGD with poly decay; the head gets ``head_lr_mult`` times the backbone lr."""
+    """The optimiser (``name``: SGD with ``momentum``, or Adam with ``betas``; both with
+    ``weight_decay``) and its poly decay (``poly_power`` 0: a fixed rate); the head gets
+    ``head_lr_mult`` and biases ``bias_lr_mult`` times the backbone lr."""
 
+    name: Optimizer = "sgd"
     lr: Pos = 2.5e-4
     head_lr_mult: Pos = 10.0
-    momentum: Unit = 0.9
+    bias_lr_mult: Pos = 1.0
+    momentum: Unit = 0.9  # sgd
+    betas: tuple[Beta, Beta] = (0.9, 0.999)  # adam
     weight_decay: NonNeg = 5e-4
     poly_power: NonNeg = 0.9
     poly_iters: PosInt = 62500  # length of the poly schedule
@@ -211,6 +228,9 @@ class SweepConfig:
     workers_per_trial: PosInt = 1  # >1: data-parallel trial (Ray Train, DDP)
     max_concurrent: PosInt = 2
     max_failures: NonNegInt = 2
+    # warm-up name -> a model file the warm-up stage imports instead of training the warm-up
+    # (e.g. the LSE authors' released gta5_vggfcn_init.pth; ripu.warmups)
+    warmup_files: dict[Str, Str] = Field(default_factory=dict)
 
 
 @section
@@ -311,9 +331,11 @@ def _message(err: Any, cls: type, prefix: str) -> str:
     value = err["input"]
     if info is not None and info.description:
         return f"{path}: expected {info.description}, got {value!r}"
-    if kind.startswith(("greater_than", "less_than")) and info is not None:
+    if kind.startswith(("greater_than", "less_than")):  # a field's bounds, or a list item's
+        bounds = info.metadata if info is not None else [
+            m for a in typing.get_args(tp)[1:] for m in getattr(a, "metadata", [a])]
         value = float(value) if _strip(tp) is float else value
-        return f"{path}: {value!r} is out of range, expected a value in {_interval(info.metadata)}"
+        return f"{path}: {value!r} is out of range, expected a value in {_interval(bounds)}"
     return f"{path}: expected {_expected(tp)}, got {value!r}"
 
 

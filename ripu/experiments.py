@@ -25,6 +25,7 @@ deterministic and a resumed sweep finds the same trials.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import re
 from collections.abc import Mapping
@@ -48,6 +49,7 @@ SAMPLERS = ("choice", "uniform", "quniform", "loguniform", "qloguniform", "randi
 RESERVED = ("tracking", "sweep", "report", "synth")
 # Path-valued keys made absolute by `load_experiment(..., root=)`: Ray trials change folder.
 PATH_KEYS = ("data.source_root", "data.target_root", "model.pretrained")
+MAX_NAME = 240  # characters of a trial name (a folder name: the filesystem allows 255 bytes)
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 # Keys that trial names show in a fixed form (see `trial_name`).
 NAMED_KEYS = ("train.kind", "active.strategy", "active.budget", "active.points", "seed")
@@ -129,7 +131,8 @@ def trial_name(cfg: Config, shown: Mapping[str, Any], varied: set[str]) -> str:
 
     Kind first; for selection kinds the strategy and its budget (``p<points>`` for point
     strategies, ``b<fraction>`` otherwise); then every other key of ``shown`` (the trial's grid
-    point or sample) as ``<leaf><value>`` (the full key when two keys share a leaf); seed last.
+    point or sample) as ``<leaf><value>`` (the full key when two keys share a leaf); seed last;
+    cut to :data:`MAX_NAME` characters with a hash of the full name when longer.
     """
     parts = [cfg.train.kind]
     used = {"train.kind", "seed"}
@@ -146,7 +149,16 @@ def trial_name(cfg: Config, shown: Mapping[str, Any], varied: set[str]) -> str:
         label = leaf if leaves.count(leaf) <= 1 else key.replace(".", "_")
         parts.append(f"{label}{_token(shown[key])}")
     parts.append(f"s{cfg.seed}")
-    return "-".join(parts)
+    return _fit("-".join(parts))
+
+
+def _fit(name: str) -> str:
+    """``name``, or when longer than :data:`MAX_NAME` its start and a hash of the whole, so
+    a trial folder's name stays within the filesystem's 255 bytes (deterministic)."""
+    if len(name) <= MAX_NAME:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:12]
+    return f"{name[:MAX_NAME - len(digest) - 1]}-{digest}"
 
 
 def _build_trial(base_cfg: Config, name: str, base: dict, point: dict, path: Path,

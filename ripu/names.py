@@ -9,10 +9,35 @@ torch-free.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
+
+class ArchTraits(NamedTuple):
+    """What configs and starts need to know of an architecture of ripu.models.MODELS.
+
+    ``resnet``: ``model.backbone`` picks its torchvision ResNet. ``imagenet``: it starts from
+    ImageNet weights (``model.pretrained``). ``width``: ``model.width`` scales its channels.
+    """
+
+    resnet: bool
+    imagenet: bool
+    width: bool
+
+
 # ripu.models.MODELS (the first is the default).
-ARCHS: tuple[str, ...] = ("small", "deeplabv2", "deeplabv3plus")
+ARCH_TRAITS: dict[str, ArchTraits] = {
+    "small": ArchTraits(resnet=False, imagenet=False, width=False),
+    "deeplabv2": ArchTraits(resnet=True, imagenet=True, width=False),
+    "deeplabv3plus": ArchTraits(resnet=True, imagenet=True, width=False),
+    "vgg16_fcn8s": ArchTraits(resnet=False, imagenet=True, width=True),
+}
+ARCHS: tuple[str, ...] = tuple(ARCH_TRAITS)
 # ripu.models.BACKBONES.
 BACKBONES: tuple[str, ...] = ("resnet101", "resnet50")
+# torch.optim classes a config may name (ripu.engine.optim.OPTIMIZERS).
+OPTIMIZERS: tuple[str, ...] = ("sgd", "adam")
+# Pixel normalisations (ripu.data.transforms.NORMALIZATIONS).
+NORMALIZATIONS: tuple[str, ...] = ("imagenet", "caffe_bgr")
 # ripu.data.DATASETS: readers of the datasets' on-disk layouts.
 DATASETS: tuple[str, ...] = ("gta5", "synthia", "cityscapes")
 # The readers with train and val splits: what a target can be.

@@ -29,6 +29,7 @@ from ripu.config import Config, apply_overrides
 from ripu.engine.checkpoint import read_checkpoint
 from ripu.errors import ConfigError, RipuError
 from ripu.kinds import get_kind
+from ripu.names import ARCH_TRAITS
 
 IMAGENET = "imagenet"
 INIT_KEY = "init"
@@ -91,9 +92,9 @@ def check_init(value: Any, warmups: Mapping[str, Warmup], where: str) -> str:
 
 def check_imagenet(cfg: Config, where: str) -> None:
     """A row that starts from ImageNet weights must name the weights file."""
-    if cfg.model.arch != "small" and not cfg.model.pretrained:
+    if ARCH_TRAITS[cfg.model.arch].imagenet and not cfg.model.pretrained:
         raise ConfigError(f"{where}: init {IMAGENET} needs model.pretrained (a local ImageNet "
-                          f"ResNet weights file), got null")
+                          f"weights file for {cfg.model.arch}), got null")
 
 
 def warmup_path(folder: str | Path, experiment: str, name: str) -> Path:
@@ -105,7 +106,7 @@ def model_signature(cfg: Config) -> dict[str, Any]:
     """What an init checkpoint must match: ``{"arch", "backbone", "num_classes"}``
     (``backbone`` None for a model without a ResNet backbone)."""
     m = cfg.model
-    return {"arch": m.arch, "backbone": None if m.arch == "small" else m.backbone,
+    return {"arch": m.arch, "backbone": m.backbone if ARCH_TRAITS[m.arch].resnet else None,
             "num_classes": cfg.data.num_classes}
 
 

@@ -79,6 +79,17 @@ def test_int_accepted_for_float_but_not_bool_for_int(tmp_path):
     ({"active": {"round_at": [0.5, 0.1, 0.2, 0.3, 0.4]}}, r"^active\.round_at: expected increasing"),
     ({"optim": {"iters": 10, "poly_iters": 5}}, r"^optim\.iters: 10 exceeds optim\.poly_iters"),
     ({"data": 3}, r"^data: expected a mapping, got 3$"),
+    ({"optim": {"name": "rmsprop"}}, r"^optim\.name: expected one of 'sgd', 'adam', got "
+                                     r"'rmsprop'$"),
+    ({"optim": {"betas": [0.9, 1.0]}}, r"^optim\.betas\[1\]: 1\.0 is out of range, expected a "
+                                       r"value in \[0, 1\)$"),
+    ({"optim": {"betas": [0.9]}}, r"^optim\.betas: expected a list of 2 values"),
+    ({"optim": {"bias_lr_mult": 0}}, r"^optim\.bias_lr_mult: 0\.0 is out of range"),
+    ({"data": {"normalize": "bgr"}}, r"^data\.normalize: expected one of 'imagenet', "
+                                     r"'caffe_bgr', got 'bgr'$"),
+    ({"model": {"width": 0.5}}, r"^model\.width: 0\.5 needs an arch with a channel multiplier "
+                                r"\(vgg16_fcn8s\), model\.arch is small; expected 1\.0$"),
+    ({"sweep": {"warmup_files": ["a.pth"]}}, r"^sweep\.warmup_files: expected a mapping"),
 ])
 def test_bad_values_name_the_full_key(tmp_path, raw, message):
     with pytest.raises(ConfigError, match=message):
@@ -135,6 +146,10 @@ def test_registry_names_are_the_registries_keys():
     from ripu.models import BACKBONES, MODELS
 
     assert set(names.ARCHS) == set(MODELS) and set(names.BACKBONES) == set(BACKBONES)
+    from ripu.data.transforms import NORMALIZATIONS
+    from ripu.engine.optim import OPTIMIZERS
+    assert set(names.OPTIMIZERS) == set(OPTIMIZERS)
+    assert set(names.NORMALIZATIONS) == set(NORMALIZATIONS)
     assert set(names.DATASETS) == set(DATASETS) and set(names.STRATEGIES) == set(STRATEGIES)
     assert names.STRATEGY_MODES == {name: s.mode for name, s in STRATEGIES.items()}
     assert set(names.TARGET_DATASETS) <= set(names.DATASETS)

@@ -177,8 +177,8 @@ def test_asha_needs_evaluations_while_training(tmp_path, base_cfg):
 
 @pytest.mark.parametrize("file, count, name", [
     ("synthetic.yaml", 36, "synthetic"),
-    ("gta5_to_cityscapes.yaml", 9, "gta5_to_cityscapes"),
-    ("synthia_to_cityscapes.yaml", 9, "synthia_to_cityscapes"),
+    ("gta5_to_cityscapes.yaml", 10, "gta5_to_cityscapes"),
+    ("synthia_to_cityscapes.yaml", 10, "synthia_to_cityscapes"),
     ("search_asha.yaml", 8, "search_asha"),
 ])
 def test_shipped_experiment_files_are_valid(base_cfg, file, count, name):
@@ -203,6 +203,50 @@ def test_paper_files_carry_the_papers_settings(base_cfg):
     assert (pa.active.points, pa.active.radius) == (40, 32)
     sf = [t.cfg for t in gta.trials if t.cfg.train.kind == "source_free"][0]
     assert (sf.active.radius, sf.optim.iters) == (9, 30000)
+
+
+@pytest.mark.parametrize("file, source_size", [("gta5_to_cityscapes.yaml", (1280, 720)),
+                                               ("synthia_to_cityscapes.yaml", (1280, 760))])
+def test_lse_rows_as_the_lse_authors_ran_them(base_cfg, file, source_size):
+    """VGG16-FCN8s from the FCN8s warm-up: Adam 1e-6 (biases 2e-6), betas (0.9, 0.99), no
+    decay, fixed rate, batch 1 + 1, CE + 0.1 focal (gamma 3), BGR minus Caffe means, 7
+    rounds, their sizes (MNaseerSubhani/LSE, README "Fidelity")."""
+    exp = load_experiment(REPO / "experiments" / file, base_cfg, root=REPO)
+    (t,) = [t for t in exp.trials if t.cfg.model.arch == "vgg16_fcn8s"]
+    c = t.cfg
+    assert t.init == "fcn8s_source_only" and c.train.kind == "lse" and len(t.name) <= 240
+    assert (c.optim.name, c.optim.lr, c.optim.bias_lr_mult, c.optim.head_lr_mult) == (
+        "adam", 1e-6, 2.0, 1.0)
+    assert (c.optim.betas, c.optim.weight_decay, c.optim.poly_power) == ((0.9, 0.99), 0.0, 0.0)
+    assert (c.optim.batch_source, c.optim.batch_target) == (1, 1)
+    assert (c.loss.source_ce, c.loss.target_ce, c.loss.focal, c.loss.focal_gamma) == (
+        1.0, 1.0, 0.1, 3.0)
+    assert (c.lse.rounds, c.lse.p_base, c.lse.p_step, c.lse.patches, c.lse.epochs) == (
+        7, 0.10, 0.05, 4, 2)
+    assert (c.data.normalize, c.data.source_size, c.data.target_size, c.data.eval_size) == (
+        "caffe_bgr", source_size, (1024, 512), (1024, 512))
+    assert (c.data.class_balance, c.train.eval_flip, c.model.pretrained) == (False, False, None)
+    w = exp.warmups["fcn8s_source_only"].cfg
+    assert (w.train.kind, w.model.arch, w.data.normalize, w.optim.name, w.optim.betas) == (
+        "source_only", "vgg16_fcn8s", "caffe_bgr", "adam", (0.9, 0.99))
+    assert w.model.pretrained == str(REPO / "models" / "vgg16_imagenet.pth")
+    assert w.data.source_size == source_size and w.optim.batch_source == 1
+
+
+def test_long_trial_names_are_cut_with_a_hash(tmp_path, base_cfg):
+    keys = {f"loss.{k}": [0.125] for k in ("source_ce", "target_ce", "lc", "nl", "focal")}
+    grid = [{"train.kind": ["source_only"], "optim.lr": [v], **keys, "optim.momentum": [0.5],
+             "optim.weight_decay": [0.25], "data.source_size": [[1234, 567]],
+             "data.target_size": [[1234, 567]], "data.eval_size": [[1234, 567]],
+             "optim.batch_source": [3], "optim.head_lr_mult": [7.5], "optim.poly_power": [0.5],
+             "lse.p_base": [0.125], "lse.p_step": [0.0625], "lse.patches": [3],
+             "lse.epochs": [3], "lse.scale": [3], "active.batch_size": [3], "seed": [0]}
+            for v in (0.001, 0.002)]
+    exp = load_experiment(write(tmp_path, {"name": "long", "grid": grid}), base_cfg)
+    a, b = (t.name for t in exp.trials)
+    assert len(a) == len(b) == 240 and a != b and a[:200] == b[:200]
+    assert a == load_experiment(write(tmp_path, {"name": "long", "grid": grid}), base_cfg
+                                ).trials[0].name
 
 
 def test_cli_unknown_key_exits_2_before_writing(tmp_path, capsys):

@@ -1,9 +1,10 @@
 """A paper experiment end to end with its documented command,
 ``dvc repro experiments/gta5_to_cityscapes/dvc.yaml``, on tiny GTA5 and Cityscapes files in
-their real layouts, on the CPU: a tiny DeepLab (ResNet-50 backbone at 64x32) from a random
-"ImageNet" weights file, every row of the shipped experiment file with its training lengths
-shrunk. Shows that the stage-1 warm-up is trained from the experiment's model and settings,
-that the source-free and LSE trials start from it, that the other rows start from the
+their real layouts, on the CPU: a tiny DeepLab (ResNet-50 backbone at 64x32) and FCN-8s on
+VGG16 at 1/16 of its width, from random "ImageNet" weights files, every row of the shipped
+experiment file with its training lengths shrunk. Shows that the stage-1 warm-ups are trained
+from the experiment's models and settings, that the source-free and LSE trials start from
+theirs (the VGG16-FCN8s LSE row from the FCN8s warm-up), that the other rows start from the
 ImageNet file, and that the report is built.
 """
 
@@ -74,14 +75,38 @@ def write_imagenet(path: Path) -> None:
     torch.save(torchvision.models.resnet50(weights=None).state_dict(), path)
 
 
+VGG_WIDTH = 0.0625  # the FCN-8s rows' channel multiplier here (the structure is VGG16's)
+
+
+def write_vgg16(path: Path) -> None:
+    """A random VGG16 state dict in torchvision's layout (``features.N``, ``classifier.N``,
+    fc6 / fc7 as linear layers) at ``VGG_WIDTH``, standing in for the ImageNet weights."""
+    from ripu.models.fcn8s import TORCHVISION_KEYS, VGG16Backbone
+
+    torch.manual_seed(4321)
+    state = {}
+    for name, value in VGG16Backbone(VGG_WIDTH).state_dict().items():
+        layer, _, part = name.partition(".")
+        value = torch.randn_like(value) * (2.0 / max(1, value[0].numel())) ** 0.5
+        state[f"{TORCHVISION_KEYS[layer]}.{part}"] = value.flatten(1) if part == "weight" \
+            and layer.startswith("fc") else value
+    fc = state["classifier.3.weight"].shape[0]
+    state.update({"classifier.6.weight": torch.randn(1000, fc), "classifier.6.bias":
+                  torch.zeros(1000)})
+    torch.save(state, path)
+
+
 def shrink(spec: dict) -> dict:
-    """The shipped experiment with every row kept, at 64x32 on a ResNet-50, a few iterations."""
+    """The shipped experiment with every row kept, at 64x32 on a ResNet-50 (FCN-8s rows at
+    1/16 width), a few iterations."""
     spec["base"].update({
         "data.source_size": [64, 32], "data.target_size": [64, 32], "data.eval_size": [64, 32],
         "data.workers": 0, "model.backbone": "resnet50", "optim.iters": 4,
         "optim.poly_iters": 4, "active.batch_size": 2, "train.amp": False,
         "train.checkpoint_every": 100, "train.log_every": 2})
     spec["warmups"]["source_only"].update({"optim.iters": 3, "optim.poly_iters": 4})
+    spec["warmups"]["fcn8s_source_only"].update({"optim.iters": 3, "optim.poly_iters": 4,
+                                                 "model.width": VGG_WIDTH})
     # The authors' LSE rule, floor(N_c p / C) images of class c, keeps none of 4 images, and
     # floor(N_c p) needs p >= 1/4.
     small = {"optim.iters": [4], "active.budget": [0.05], "lse.rounds": [1], "lse.epochs": [1],
@@ -90,6 +115,8 @@ def shrink(spec: dict) -> dict:
     for block in spec["grid"]:
         block.update({k: v for k, v in small.items() if k in block})
         block.update({k: [[64, 32]] for k in sizes if k in block})
+        if block.get("model.arch") == ["vgg16_fcn8s"]:
+            block["model.width"] = [VGG_WIDTH]
     return spec
 
 
@@ -131,6 +158,7 @@ def test_paper_experiment_end_to_end(tmp_path):
     user_params(repo)
     write_fixtures(repo)
     write_imagenet(repo / "models" / "resnet50_imagenet.pth")
+    write_vgg16(repo / "models" / "vgg16_imagenet.pth")  # the FCN8s warm-up's path
 
     venv_bin = str(Path(sys.executable).parent)
     env = {**os.environ, "PATH": f"{venv_bin}:{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
@@ -161,13 +189,23 @@ def check_outputs(repo: Path, tmp_path: Path) -> None:
     index = json.loads((repo / "data/checked" / NAME / "index.json").read_text())
     assert index["counts"] == {"source": 6, "target": 4, "val": 2}
 
-    # The stage-1 warm-up: the experiment's model and data, the warm-up's own schedule.
+    # The stage-1 warm-ups: the experiment's model and data, the warm-up's own schedule.
     warm_path = repo / "models" / NAME / "source_only.pt"
     ckpt = torch.load(warm_path, weights_only=True)
     assert (ckpt["arch"], ckpt["backbone"], ckpt["num_classes"], ckpt["iterations"]) == (
         "deeplabv2", "resnet50", 19, 3)
+    fcn_path = repo / "models" / NAME / "fcn8s_source_only.pt"
+    fcn_ckpt = torch.load(fcn_path, weights_only=True)
+    assert (fcn_ckpt["arch"], fcn_ckpt["backbone"], fcn_ckpt["iterations"]) == (
+        "vgg16_fcn8s", None, 3)
     uri = f"sqlite:///{repo / 'mlflow.db'}"
-    (wrun,) = list_runs(uri, "warmup")
+    wruns = {r.data.tags["ripu.trial"]: r for r in list_runs(uri, "warmup")}
+    assert sorted(wruns) == ["fcn8s_source_only", "source_only"]
+    fp = wruns["fcn8s_source_only"].data.params
+    assert (fp["model.arch"], fp["optim.name"], fp["optim.betas"], fp["data.normalize"]) == (
+        "vgg16_fcn8s", "adam", "[0.9, 0.99]", "caffe_bgr")
+    assert fp["model.pretrained"] == str(repo / "models" / "vgg16_imagenet.pth")
+    wrun = wruns["source_only"]
     p = wrun.data.params
     assert wrun.data.tags["ripu.experiment"] == NAME and wrun.info.status == "FINISHED"
     assert (p["train.kind"], p["model.arch"], p["model.backbone"], p["model.pretrained"]) == (
@@ -177,31 +215,34 @@ def check_outputs(repo: Path, tmp_path: Path) -> None:
     assert (p["data.source"], p["data.source_root"], p["data.source_size"]) == (
         "gta5", str(repo / "data/gta5"), "[64, 32]")
     # ... and exactly that: the declared warm-up trained here gives the same weights.
-    (warmup,) = exp.warmups.values()
+    warmup, fcn_warmup = exp.warmups["source_only"], exp.warmups["fcn8s_source_only"]
     assert same(replay(warmup.cfg, tmp_path / "replay_warmup", None), ckpt["model"])
+    assert same(replay(fcn_warmup.cfg, tmp_path / "replay_fcn", None), fcn_ckpt["model"])
 
     # Every row ran, from the start it declares.
     runs = {r.data.tags["ripu.trial"]: r for r in list_runs(uri, NAME)
             if "mlflow.parentRunId" in r.data.tags}
-    assert set(runs) == {t.name for t in exp.trials} and len(runs) == 7
+    assert set(runs) == {t.name for t in exp.trials} and len(runs) == 8
     starts = {}
     for t in exp.trials:
         results = json.loads((repo / "runs" / NAME / t.name / "results.json").read_text())
         assert results["iterations"] > 0
         run = runs[t.name]
         assert run.info.status == "FINISHED"
-        assert run.data.params["model.pretrained"] == imagenet
+        vgg = t.cfg.model.arch == "vgg16_fcn8s"
+        assert run.data.params["model.pretrained"] == ("None" if vgg else imagenet)
         starts[t.cfg.train.kind, t.cfg.model.arch] = run.data.tags["ripu.init"]
     assert starts == {
         ("source_only", "deeplabv2"): "imagenet", ("supervised", "deeplabv2"): "imagenet",
         ("active", "deeplabv2"): "imagenet", ("active", "deeplabv3plus"): "imagenet",
-        ("source_free", "deeplabv2"): str(warm_path), ("lse", "deeplabv2"): str(warm_path)}
+        ("source_free", "deeplabv2"): str(warm_path), ("lse", "deeplabv2"): str(warm_path),
+        ("lse", "vgg16_fcn8s"): str(fcn_path)}
 
     # The trials loaded those weights: replayed here from them, they end bit for bit where the
     # sweep's trials ended; the source-free trial from the ImageNet weights ends elsewhere.
-    def final(kind: str, strategy: str | None = None):
+    def final(kind: str, strategy: str | None = None, arch: str = "deeplabv2"):
         (t,) = [t for t in exp.trials if t.cfg.train.kind == kind and t.cfg.model.arch ==
-                "deeplabv2" and (strategy is None or t.cfg.active.strategy == strategy)]
+                arch and (strategy is None or t.cfg.active.strategy == strategy)]
         return t, weights(repo / "runs" / NAME / t.name / "checkpoints" / "last.pt")
 
     sf, sf_final = final("source_free")
@@ -209,6 +250,9 @@ def check_outputs(repo: Path, tmp_path: Path) -> None:
     assert not same(replay(sf.cfg, tmp_path / "replay_sf_imagenet", None), sf_final)
     lse, lse_final = final("lse")
     assert same(replay(lse.cfg, tmp_path / "replay_lse", str(warm_path)), lse_final)
+    vlse, vlse_final = final("lse", arch="vgg16_fcn8s")
+    assert same(replay(vlse.cfg, tmp_path / "replay_vlse", str(fcn_path)), vlse_final)
+    assert not same(fcn_ckpt["model"], vlse_final)  # it trained
     ra, ra_final = final("active", "ripu_region")
     assert same(replay(ra.cfg, tmp_path / "replay_ra", None), ra_final)
 

@@ -212,8 +212,14 @@ def test_paper_rows_declare_their_start(name):
         starts[t.cfg.train.kind].add(t.init)
     assert starts == {"source_only": {"imagenet"}, "supervised": {"imagenet"},
                       "active": {"imagenet"}, "source_free": {"source_only"},
-                      "lse": {"source_only"}}
-    (w,) = exp.warmups.values()
+                      "lse": {"source_only", "fcn8s_source_only"}}
+    assert list(exp.warmups) == ["source_only", "fcn8s_source_only"]
+    fcn = exp.warmups["fcn8s_source_only"].cfg
+    for t in exp.trials:  # the VGG16-FCN8s warm-up fits the rows that load it
+        if t.init == "fcn8s_source_only":
+            assert model_signature(t.cfg) == model_signature(fcn) == {
+                "arch": "vgg16_fcn8s", "backbone": None, "num_classes": fcn.data.num_classes}
+    w = exp.warmups["source_only"]
     # The authors' stage 1 (configs/{gtav,synthia}/deeplabv2_r101_src.yaml): BASE_LR 5e-4,
     # MAX_ITER 31250, STOP_ITER 20000, batch 2, DeepLab-v2 ResNet-101 from ImageNet weights.
     c = w.cfg
@@ -266,3 +272,67 @@ def test_paper_pipeline_declarations(name):
     assert [line for line in twin.replace(other, "@").splitlines()
             if not line.startswith("#") and "title:" not in line] == [
         line for line in strip if "title:" not in line]
+
+
+# ----------------------------------------------------------------------------- imported warm-ups
+
+WIDTH = 0.0625
+
+
+def authors_layout(cfg) -> dict[str, torch.Tensor]:
+    """A random FCN8s state dict in the LSE authors' key layout (model/fcn8s.py: conv1_1 ...
+    fc7, score_fr, score_pool3/4, upscore2/_pool4/8) at ``WIDTH``."""
+    from ripu.models import build_model
+
+    torch.manual_seed(7)
+    model = build_model("vgg16_fcn8s", cfg.data.num_classes, width=WIDTH)
+    out = {}
+    for key, value in model.state_dict().items():
+        key = key.removeprefix("backbone.").replace("classifier.", "score_fr.")
+        out[key] = torch.randn_like(value) * 0.05
+    return out
+
+
+def test_warmup_stage_imports_a_named_file_instead_of_training(tmp_path):
+    """sweep.warmup_files: the stage writes the file's weights as the warm-up (no training),
+    evaluated on val; an unknown warm-up name or a missing file is one line before writing."""
+    from pipelines import warmup as stage
+
+    data = make_tiny_data(tmp_path / "data")
+    spec = {"name": "imp", "base": {"data.source_size": [64, 32], "data.target_size": [64, 32],
+                                    "data.eval_size": [64, 32]},
+            "warmups": {"fcn": {"model.arch": "vgg16_fcn8s", "model.width": WIDTH,
+                                "data.normalize": "caffe_bgr", "model.pretrained": None}},
+            "grid": [{"init": "fcn", "train.kind": ["lse"], "model.arch": ["vgg16_fcn8s"],
+                      "model.width": [WIDTH], "data.normalize": ["caffe_bgr"], "seed": [0]}]}
+    exp_file = write(tmp_path, spec)
+    cfg = apply_overrides(load_config(REPO / "params.yaml"), {
+        "data.source_root": str(data / "source"), "data.target_root": str(data / "target"),
+        "sweep.experiment": str(exp_file), "tracking.experiment": "imp"})
+    theirs = tmp_path / "gta5_vggfcn_init.pth"
+    torch.save(authors_layout(cfg), theirs)
+
+    wide = tmp_path / "wide.pth"  # the authors' layout at another width: shapes do not fit
+    torch.save({k: torch.cat([v, v]) if k == "conv1_1.weight" else v
+                for k, v in authors_layout(cfg).items()}, wide)
+    for files, message in (({"nope": str(theirs)}, r"^sweep\.warmup_files\.nope: nope is not a "
+                                                    r"warm-up of .*exp\.yaml, expected one of fcn$"),
+                           ({"fcn": str(tmp_path / "no.pth")}, r"no\.pth does not exist"),
+                           ({"fcn": str(wide)}, r"wide\.pth does not fit: shape mismatches "
+                                                r"\(file vs model\) \[backbone\.conv1_1\.weight")):
+        bad = apply_overrides(cfg, {"sweep.warmup_files": files})
+        with pytest.raises(RipuError, match=message):
+            stage.run(tmp_path, bad)
+        assert not (tmp_path / "models").exists() and not (tmp_path / "metrics").exists()
+
+    stage.run(tmp_path, apply_overrides(cfg, {"sweep.warmup_files": {"fcn": str(theirs)}}))
+    ckpt = torch.load(warmup_path(tmp_path / "models", "imp", "fcn"), weights_only=True)
+    assert (ckpt["arch"], ckpt["iterations"], ckpt["imported"]) == (
+        "vgg16_fcn8s", 0, str(theirs))
+    state = torch.load(theirs, weights_only=True)
+    assert torch.equal(ckpt["model"]["backbone.conv3_2.weight"], state["conv3_2.weight"])
+    assert torch.equal(ckpt["model"]["classifier.bias"], state["score_fr.bias"])
+    assert torch.equal(ckpt["model"]["upscore8.weight"], state["upscore8.weight"])
+    metrics = yaml.safe_load((tmp_path / "metrics" / "imp" / "warmups.json").read_text())
+    assert metrics["fcn"]["iterations"] == 0 and 0.0 <= metrics["fcn"]["miou"] <= 1.0
+    assert not (tmp_path / "models" / "warmup_trials").exists()  # nothing trained

@@ -21,7 +21,14 @@ from ripu.errors import RipuError
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+# The LSE authors' Caffe means, B, G, R order, on 0..255 pixels (MNaseerSubhani/LSE
+# data/__init__.py:8, LSE.py:107).
+CAFFE_MEAN_BGR: tuple[float, float, float] = (104.00698793, 116.66876762, 122.67891434)
 RESIZE_RULES = ("cv2_linear", "pil_bicubic")
+# Pixel normalisations (``data.normalize``): ``imagenet``: RGB in [0, 1], minus the ImageNet
+# mean, over its std (torchvision's); ``caffe_bgr``: BGR on 0..255 minus the Caffe means (the
+# LSE authors' VGG16-FCN8s input, gta5_dataset.py:49-50, cityscapes_dataset.py:39-40).
+NORMALIZATIONS = ("imagenet", "caffe_bgr")
 
 
 def check_rule(rule: str) -> str:
@@ -80,6 +87,13 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(255.0)
 
 
+def check_normalization(rule: str) -> str:
+    """Return ``rule`` if it is a known pixel normalisation, else raise RipuError."""
+    if rule not in NORMALIZATIONS:
+        raise RipuError(f"normalisation {rule!r}: expected one of {', '.join(NORMALIZATIONS)}")
+    return rule
+
+
 def normalize(image: torch.Tensor) -> torch.Tensor:
     """(x - ImageNet mean) / std on a [0, 1] image.
 
@@ -90,16 +104,37 @@ def normalize(image: torch.Tensor) -> torch.Tensor:
     return (image - mean) / std
 
 
-def denormalize(image: torch.Tensor) -> np.ndarray:
-    """Invert ``normalize`` and return uint8 RGB for figures.
+def _caffe_mean(image: torch.Tensor) -> torch.Tensor:
+    shape = (3, 1, 1) if image.dim() == 3 else (1, 3, 1, 1)
+    return torch.tensor(CAFFE_MEAN_BGR, dtype=torch.float32, device=image.device).view(shape)
+
+
+def encode(image: np.ndarray, rule: str = "imagenet") -> torch.Tensor:
+    """A uint8 RGB image as the network's input under normalisation ``rule``; ``caffe_bgr``
+    is computed in float32 from the integer pixels, exactly as the LSE authors'.
+
+    Shape:
+        image: (H, W, 3) uint8; returns (3, H, W) float32
+    """
+    if check_normalization(rule) == "imagenet":
+        return normalize(to_tensor(image))
+    bgr = to_tensor(image[:, :, ::-1]).mul_(255.0).round_()  # exact integers
+    return bgr - _caffe_mean(bgr)
+
+
+def denormalize(image: torch.Tensor, rule: str = "imagenet") -> np.ndarray:
+    """Invert the normalisation ``rule`` and return uint8 RGB for figures.
 
     Shape:
         image: (3, H, W) or (N, 3, H, W); returns (H, W, 3) or (N, H, W, 3) uint8
     """
     image = image.detach().float().cpu()
-    mean, std = _stats(image)
-    pixels = (image * std + mean).clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)
-    return pixels.movedim(-3, -1).numpy()
+    if check_normalization(rule) == "caffe_bgr":
+        pixels = (image + _caffe_mean(image)).flip(-3).clamp_(0.0, 255.0).round_()
+    else:
+        mean, std = _stats(image)
+        pixels = (image * std + mean).clamp_(0.0, 1.0).mul_(255.0).round_()
+    return pixels.to(torch.uint8).movedim(-3, -1).numpy()
 
 
 def _check_size(value: tuple[int, int] | None, name: str) -> tuple[int, int] | None:
@@ -111,7 +146,8 @@ def _check_size(value: tuple[int, int] | None, name: str) -> tuple[int, int] | N
 
 
 class SegTransform:
-    """Resize (by ``resize``, the rule above), random crop, random flip, to tensor, normalise.
+    """Resize (by ``resize``, the rule above), random crop, random flip, to tensor, normalise
+    (by ``norm``, one of :data:`NORMALIZATIONS`, when ``normalize``).
 
     With ``resize_label=False`` only the image is resized and the label keeps its own size
     (evaluation, and selection at label resolution); crop and flip then need equal sizes.
@@ -133,6 +169,7 @@ class SegTransform:
         normalize: bool = True,
         resize: str = "cv2_linear",
         resize_label: bool = True,
+        norm: str = "imagenet",
     ) -> None:
         self.size = _check_size(size, "size")
         self.crop = _check_size(crop, "crop")
@@ -140,11 +177,12 @@ class SegTransform:
         self.normalize = bool(normalize)
         self.resize = check_rule(resize)
         self.resize_label = bool(resize_label)
+        self.norm = check_normalization(norm)
 
     def __repr__(self) -> str:
         return (f"SegTransform(size={self.size}, crop={self.crop}, flip={self.flip}, "
                 f"normalize={self.normalize}, resize={self.resize!r}, "
-                f"resize_label={self.resize_label})")
+                f"resize_label={self.resize_label}, norm={self.norm!r})")
 
     def label_to(self, label: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         """A label map or bool mask resized to ``size`` (W, H) by this transform's rule.
@@ -169,9 +207,7 @@ class SegTransform:
                 f"image size {image.shape[1::-1]} differs from label size {label.shape[1::-1]} "
                 "(W, H); set a resize size to bring both to one size"
             )
-        img = to_tensor(image)
-        if self.normalize:
-            img = normalize(img)
+        img = encode(image, self.norm) if self.normalize else to_tensor(image)
         lab = torch.from_numpy(np.ascontiguousarray(label, dtype=np.int64))  # a writable copy
         if self.crop is not None:
             img, lab = self._random_crop(img, lab, generator)

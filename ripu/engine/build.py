@@ -35,14 +35,16 @@ def build_datasets(cfg: Config, *, augment: bool = True,
         "source": lambda: build_dataset(
             d.source, d.source_root, split="train", num_classes=d.num_classes,
             transform=SegTransform(size=d.source_size, crop=d.crop if augment else None,
-                                   flip=d.flip and augment, resize=d.resize)),
+                                   flip=d.flip and augment, resize=d.resize,
+                                   norm=d.normalize)),
         "target": lambda: build_dataset(
             d.target, d.target_root, split="train", num_classes=d.num_classes,
             transform=SegTransform(size=d.target_size, resize=d.resize,
-                                   resize_label=not label_size)),
+                                   resize_label=not label_size, norm=d.normalize)),
         "val": lambda: build_dataset(
             d.target, d.target_root, split="val", num_classes=d.num_classes,
-            transform=SegTransform(size=d.eval_size, resize=d.resize, resize_label=False)),
+            transform=SegTransform(size=d.eval_size, resize=d.resize, resize_label=False,
+                                   norm=d.normalize)),
     }
     roots = {"source": "data.source_root", "target": "data.target_root",
              "val": "data.target_root"}
@@ -77,4 +79,4 @@ def build_model_from(cfg: Config, device: torch.device) -> torch.nn.Module:
     pretrained = Path(m.pretrained) if m.pretrained else None
     return build_model(m.arch, cfg.data.num_classes, backbone=m.backbone, pretrained=pretrained,
                        freeze_bn=m.freeze_bn, bn_batch_stats=m.bn_batch_stats,
-                       seed=cfg.seed).to(device)
+                       seed=cfg.seed, width=m.width).to(device)

@@ -35,6 +35,7 @@ from ripu.engine.checkpoint import (
 )
 from ripu.engine.evaluate import EvalResult, evaluate
 from ripu.engine.objective import Objective
+from ripu.engine.optim import build_optimizer
 from ripu.engine.parallel import DistContext
 from ripu.engine.schedule import poly_lr, round_iterations, set_lr
 from ripu.engine.selection import run_round
@@ -80,9 +81,7 @@ class Trainer:
         self.model = build_model_from(cfg, self.device)
         if init:
             load_weights(self.model, init)
-        self.optimizer = torch.optim.SGD(
-            self.model.param_groups(cfg.optim.lr, cfg.optim.head_lr_mult),
-            lr=cfg.optim.lr, momentum=cfg.optim.momentum, weight_decay=cfg.optim.weight_decay)
+        self.optimizer = build_optimizer(self.model, cfg.optim)
         self.objective = Objective(self.kind.terms, cfg.loss,
                                    joint=getattr(self.model, "per_image", False))
         self.iteration = 0

@@ -1,4 +1,5 @@
-"""Segmentation networks: DeepLab-v2 / v3+ on torchvision ResNets and a small CPU network.
+"""Segmentation networks: DeepLab-v2 / v3+ on torchvision ResNets, FCN-8s on VGG16 (the LSE
+authors' network) and a small CPU network.
 
 Every model maps ``(N, 3, H, W)`` images to logits at its output stride (callers upsample)
 and offers ``backbone_parameters()``, ``head_parameters()`` and ``param_groups(lr)``.
@@ -14,12 +15,15 @@ from ripu.errors import RipuError
 from ripu.models.common import RESNETS, SegmentationModel, load_pretrained
 from ripu.models.deeplabv2 import DeepLabV2
 from ripu.models.deeplabv3plus import DeepLabV3Plus
+from ripu.models.fcn8s import FCN8s
 from ripu.models.small import SmallSegNet
+from ripu.names import ARCH_TRAITS
 
 MODELS: dict[str, type[SegmentationModel]] = {
     "deeplabv2": DeepLabV2,
     "deeplabv3plus": DeepLabV3Plus,
     "small": SmallSegNet,
+    "vgg16_fcn8s": FCN8s,
 }
 """Architecture name -> model class."""
 
@@ -35,12 +39,14 @@ def build_model(
     freeze_bn: bool = True,
     bn_batch_stats: bool = False,
     seed: int = 0,
+    width: float = 1.0,
 ) -> SegmentationModel:
     """Build a segmentation model.
 
     ``backbone`` picks the ResNet of the DeepLab models ("resnet50" or "resnet101"); the
-    "small" network has its own and ignores it (it is still validated). ``pretrained`` is a
-    local file of ImageNet ResNet weights or a full-model checkpoint (see
+    "small" and "vgg16_fcn8s" networks have their own and ignore it (it is still validated).
+    ``width`` scales the channels of an arch whose traits allow it (``ripu.names``;
+    FCN-8s). ``pretrained`` is a local file of ImageNet weights or a full-model checkpoint (see
     :func:`ripu.models.common.load_pretrained`); nothing is ever downloaded. ``freeze_bn``
     freezes every BatchNorm layer (statistics and affine parameters; with
     ``bn_batch_stats`` only the affine parameters, the layers normalising with batch
@@ -54,10 +60,13 @@ def build_model(
         raise RipuError(f"unknown backbone {backbone!r}; expected one of {sorted(RESNETS)}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        if arch == "small":
-            model = MODELS[arch](num_classes)
-        else:
+        traits = ARCH_TRAITS[arch]
+        if traits.resnet:
             model = MODELS[arch](num_classes, backbone=backbone)
+        elif traits.width:
+            model = MODELS[arch](num_classes, width=width)
+        else:
+            model = MODELS[arch](num_classes)
     if pretrained is not None:
         load_pretrained(model, pretrained)
     if freeze_bn:
@@ -66,6 +75,6 @@ def build_model(
 
 
 __all__ = [
-    "BACKBONES", "MODELS", "DeepLabV2", "DeepLabV3Plus", "SegmentationModel", "SmallSegNet",
-    "build_model", "load_pretrained",
+    "BACKBONES", "MODELS", "DeepLabV2", "DeepLabV3Plus", "FCN8s", "SegmentationModel",
+    "SmallSegNet", "build_model", "load_pretrained",
 ]

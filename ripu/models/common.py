@@ -110,25 +110,38 @@ class SegmentationModel(nn.Module):
         in_backbone = {id(p) for p in self.backbone.parameters()}
         return [p for p in self.parameters() if p.requires_grad and id(p) not in in_backbone]
 
-    def param_groups(self, lr: float, head_lr_mult: float = 10.0) -> list[dict]:
-        """Parameter groups for ``torch.optim.SGD``: backbone at ``lr``, head at
-        ``lr * head_lr_mult`` (METHOD.md section 2: 10x for the head).
+    def param_groups(self, lr: float, head_lr_mult: float = 10.0,
+                     bias_lr_mult: float = 1.0) -> list[dict]:
+        """Parameter groups for a torch optimiser: backbone at ``lr``, head at
+        ``lr * head_lr_mult`` (METHOD.md section 2: 10x for the head); with ``bias_lr_mult``
+        other than 1 the biases of each part form their own group at that multiple (the LSE
+        authors' VGG path: biases at 2x, MNaseerSubhani/LSE model/__init__.py:21-28).
 
         Each group carries ``"lr"``, ``"initial_lr"`` (the lr at iteration 0) and
-        ``"lr_mult"`` so a poly schedule can set ``group["lr"] = base_lr * decay *
-        group["lr_mult"]``; and a ``"name"`` ("backbone" or "head"). Empty groups are left out.
+        ``"lr_mult"`` so a schedule can set ``group["lr"] = base_lr * decay *
+        group["lr_mult"]``; and a ``"name"`` ("backbone", "head", and with split biases
+        "backbone_bias", "head_bias"). Empty groups are left out.
         """
         groups = []
         for name, params, mult in (
             ("backbone", self.backbone_parameters(), 1.0),
             ("head", self.head_parameters(), float(head_lr_mult)),
         ):
-            if params:
-                groups.append(
-                    {"params": params, "lr": lr * mult, "initial_lr": lr * mult,
-                     "lr_mult": mult, "name": name}
-                )
+            parts = [(name, params, mult)]
+            if bias_lr_mult != 1.0:
+                biases = {id(p) for n, p in self.named_parameters() if n.endswith(".bias")}
+                parts = [(name, [p for p in params if id(p) not in biases], mult),
+                         (f"{name}_bias", [p for p in params if id(p) in biases],
+                          mult * float(bias_lr_mult))]
+            groups += [{"params": ps, "lr": lr * m, "initial_lr": lr * m, "lr_mult": m,
+                        "name": n} for n, ps, m in parts if ps]
         return groups
+
+    def adapt_state(self, state: dict) -> tuple[nn.Module, dict, str] | None:
+        """Weights in a foreign published layout as (module to load them into, the state in
+        its keys, a description for errors); None when this model reads no foreign layout
+        (the default) or ``state`` is not one."""
+        return None
 
     def classifier_weight_names(self) -> list[str]:
         """State-dict keys of the class-scoring weights (dim 0 = num_classes): the weights
@@ -200,20 +213,30 @@ def _load_checked(
     module.load_state_dict(state, strict=False)
 
 
+def _check_classes(model: SegmentationModel, state: dict, path: Path) -> None:
+    """RipuError when the checkpoint's classifier has another number of classes."""
+    for key in model.classifier_weight_names():
+        if key in state and torch.is_tensor(state[key]) \
+                and state[key].shape[0] != model.num_classes:
+            raise RipuError(f"checkpoint {path} was trained for {state[key].shape[0]} "
+                            f"classes; the model has {model.num_classes}")
+
+
 def load_pretrained(model: SegmentationModel, path: str | os.PathLike) -> None:
     """Load weights from ``path`` into ``model``.
 
     ``path`` holds either a full-model checkpoint (a dict with key ``"model"`` holding
     ``model.state_dict()``, or that state dict itself), whose classifier must have
     ``model.num_classes`` outputs, or ImageNet ResNet weights in torchvision's state-dict
-    format, loaded into ``model.backbone`` (``fc.*`` ignored). Read with
+    format, loaded into ``model.backbone`` (``fc.*`` ignored), or a layout the model adapts
+    (:meth:`SegmentationModel.adapt_state`: VGG16's and the LSE authors' for FCN8s). Read with
     ``torch.load(weights_only=True)``. Raises RipuError for a missing or unreadable file, a
     key or shape mismatch, or a checkpoint for another number of classes.
     """
     path = Path(path)
     if not path.is_file():
         raise RipuError(f"pretrained weights file {path} does not exist; expected ImageNet "
-                        "ResNet weights (torchvision state dict) or a ripu checkpoint")
+                        "weights (a torchvision state dict) or a ripu checkpoint")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # unpickling errors have many types
@@ -227,13 +250,16 @@ def load_pretrained(model: SegmentationModel, path: str | os.PathLike) -> None:
     if not isinstance(state, dict):
         raise RipuError(f"checkpoint {path}: 'model' is a {type(state).__name__}; "
                         "expected a state dict")
+    adapted = model.adapt_state(state)
+    if adapted is not None:
+        module, state, expected = adapted
+        if module is model:
+            _check_classes(model, state, path)
+        _load_checked(module, state, path, expected)
+        return
     is_full_model = "model" in obj or any(k in state for k in model.classifier_weight_names())
     if is_full_model:
-        for key in model.classifier_weight_names():
-            if key in state and torch.is_tensor(state[key]) \
-                    and state[key].shape[0] != model.num_classes:
-                raise RipuError(f"checkpoint {path} was trained for {state[key].shape[0]} "
-                                f"classes; the model has {model.num_classes}")
+        _check_classes(model, state, path)
         _load_checked(model, state, path,
                       f"a {model.arch} checkpoint for {model.num_classes} classes")
         return

@@ -187,3 +187,20 @@ def test_resize_label_false_keeps_the_label_size():
 def test_unknown_resize_rule_is_refused():
     with pytest.raises(RipuError, match="resize rule 'lanczos'.*cv2_linear, pil_bicubic"):
         SegTransform(size=(8, 4), resize="lanczos")
+
+
+def test_caffe_bgr_is_the_lse_authors_input():
+    """BGR on 0..255 minus the Caffe means in float32, as MNaseerSubhani/LSE
+    data/gta5_dataset.py:43-51 computes it, and back to the RGB pixels."""
+    from ripu.data.transforms import CAFFE_MEAN_BGR, encode
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    theirs = np.asarray(image, np.float32)[:, :, ::-1] - np.array(CAFFE_MEAN_BGR, np.float32)
+    want = torch.from_numpy(theirs.transpose((2, 0, 1)).copy())
+    img, _ = SegTransform(size=(7, 5), norm="caffe_bgr")(image, np.zeros((5, 7), np.uint8))
+    assert torch.equal(img, want) and torch.equal(encode(image, "caffe_bgr"), want)
+    assert float(img[0, 0, 0]) == pytest.approx(float(image[0, 0, 2]) - 104.00698793)  # blue
+    np.testing.assert_array_equal(denormalize(img, "caffe_bgr"), image)
+    with pytest.raises(RipuError, match="normalisation 'bgr'"):
+        SegTransform(norm="bgr")

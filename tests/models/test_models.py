@@ -39,11 +39,12 @@ def _assert_every_param_has_gradient(model: torch.nn.Module) -> None:
 
 @pytest.fixture(scope="module")
 def models() -> dict[str, torch.nn.Module]:
-    """One model per arch (ResNet-50 for the DeepLabs), built once for the module."""
+    """One model per arch (ResNet-50 for the DeepLabs, FCN-8s at 1/8 width), built once."""
     return {
         "deeplabv2": build_model("deeplabv2", NUM_CLASSES, backbone="resnet50"),
         "deeplabv3plus": build_model("deeplabv3plus", NUM_CLASSES, backbone="resnet50"),
         "small": build_model("small", NUM_CLASSES),
+        "vgg16_fcn8s": build_model("vgg16_fcn8s", NUM_CLASSES, width=0.125),
     }
 
 
