@@ -6,7 +6,7 @@ Same model (params.yaml's small network with its frozen BatchNorm, same initial 
 batches (params.yaml's batch sizes and image size, drawn once from a small synthetic set and
 kept in memory, so reading PNGs is in neither loop), same objective: trial kind
 ``supervised``, whose loss terms are the full RIPU objective ``CE(src) + 0.1 L_LC(src) +
-CE(tgt) + L_NL(tgt)`` (METHOD.md section 2) with every target pixel labelled, and the same
+CE(tgt) + L_NL(tgt)`` (docs/method.md section 2) with every target pixel labelled, and the same
 poly lr. Three loops, side by side, rounds alternating their order:
 
 - ours: ``Trainer.train_until`` with no callbacks (lr setting, per-term loss dispatch,

@@ -154,7 +154,7 @@ class OptimConfig:
 
 @section
 class ActiveConfig:
-    """Target-label acquisition (METHOD.md section 1)."""
+    """Target-label acquisition (docs/method.md section 1)."""
 
     strategy: StrategyName = "ripu_region"
     budget: OpenUnit = 0.022  # fraction of target pixels
@@ -177,7 +177,7 @@ class ActiveConfig:
 
 @section
 class LossConfig:
-    """Weights of the RIPU objective (METHOD.md section 2) and the LSE focal term."""
+    """Weights of the RIPU objective (docs/method.md section 2) and the LSE focal term."""
 
     source_ce: NonNeg = 1.0
     target_ce: NonNeg = 1.0
@@ -190,7 +190,7 @@ class LossConfig:
 
 @section
 class LSEConfig:
-    """LSE self-training (METHOD.md section 3)."""
+    """LSE self-training (docs/method.md section 3)."""
 
     rounds: PosInt = 7
     p_base: Unit = 0.10

@@ -1,6 +1,6 @@
 """Trial kinds: each described once; the only module that compares kind names.
 
-A trial kind (``train.kind``) says which loss terms a trial optimises (METHOD.md sections
+A trial kind (``train.kind``) says which loss terms a trial optimises (docs/method.md sections
 2 and 3), which batches it draws, whether it runs selection rounds, where its target labels
 come from, and how the report shows it. Code asks a kind's attributes; it never compares its
 name. Torch-free, so configs, reports and sweeps can import it cheaply.
@@ -86,7 +86,7 @@ KINDS: dict[str, TrialKind] = {k.name: k for k in (
               reference=True, description="CE on source; the lower bound"),
     TrialKind("lse", "LSE", 1, ("src", "tgt", "tgt_focal"), True, True, "pseudo",
               "lse_rounds", reference=True,
-              description="LSE self-training on scale-invariant examples (METHOD.md 3)"),
+              description="LSE self-training on scale-invariant examples (docs/method.md section 3)"),
     TrialKind("active", "RIPU", 2, ("src", "lc", "tgt", "nl"), True, True, "selected",
               "selection_rounds",
               description="CE_src + CE_tgt(selected) + lc L_LC + nl L_NL, selection rounds"),

@@ -50,7 +50,7 @@ def _check_target(logits: Tensor, target: Tensor) -> None:
 
 
 def cross_entropy(logits: Tensor, target: Tensor, ignore_index: int = 255) -> Tensor:
-    """Pixel-wise cross-entropy averaged over labelled pixels (METHOD.md section 2, CE).
+    """Pixel-wise cross-entropy averaged over labelled pixels (docs/method.md section 2, CE).
 
     Unlike ``torch.nn.functional.cross_entropy``, which returns NaN when every pixel is
     ``ignore_index``, this returns a graph-connected 0 in that case.
@@ -66,7 +66,7 @@ def cross_entropy(logits: Tensor, target: Tensor, ignore_index: int = 255) -> Te
 
 
 def semantic_boundary(labels: Tensor, ignore_index: int = 255) -> Tensor:
-    """Pixels on a semantic boundary of a label map (METHOD.md section 2, L_LC).
+    """Pixels on a semantic boundary of a label map (docs/method.md section 2, L_LC).
 
     A pixel is on the boundary when the 8-neighbour Laplacian of the label map (label
     values as numbers, zero padding outside the image) is non-zero there and its own
@@ -85,7 +85,7 @@ def semantic_boundary(labels: Tensor, ignore_index: int = 255) -> Tensor:
 
 
 def local_consistency(probs: Tensor, labels: Tensor, ignore_index: int = 255) -> Tensor:
-    """Local consistency loss L_LC on source probabilities (METHOD.md section 2).
+    """Local consistency loss L_LC on source probabilities (docs/method.md section 2).
 
     ``m`` is the 3x3 box mean of ``probs`` with replicate padding, ``d(i) = sum_c
     |p_c(i) - m_c(i)|``, and the loss is the mean of ``d`` over :func:`semantic_boundary`
@@ -116,7 +116,7 @@ def local_consistency(probs: Tensor, labels: Tensor, ignore_index: int = 255) ->
 
 
 def negative_learning(probs: Tensor, threshold: float = 0.05) -> Tensor:
-    """Negative learning loss L_NL on target probabilities (METHOD.md section 2).
+    """Negative learning loss L_NL on target probabilities (docs/method.md section 2).
 
     ``mask = (p < threshold)`` (no gradient through it) over every class and pixel;
     ``L_NL = -sum(mask * log(1 - p + 1e-6)) / sum(mask)``; an empty mask gives a
@@ -136,7 +136,7 @@ def negative_learning(probs: Tensor, threshold: float = 0.05) -> Tensor:
 def focal_loss(
     logits: Tensor, target: Tensor, gamma: float = 3.0, ignore_index: int = 255
 ) -> Tensor:
-    """Focal loss ``(1 - p_t)^gamma * CE`` averaged over labelled pixels (METHOD.md section 3).
+    """Focal loss ``(1 - p_t)^gamma * CE`` averaged over labelled pixels (docs/method.md section 3).
 
     ``p_t`` is the softmax probability of the target class; ``gamma = 0`` gives
     :func:`cross_entropy`. No labelled pixel gives a graph-connected 0.

@@ -1,4 +1,4 @@
-"""Confusion matrix, per-class IoU and mIoU over 19 / 16 / 13 classes (METHOD.md section 4)."""
+"""Confusion matrix, per-class IoU and mIoU over 19 / 16 / 13 classes (docs/method.md section 4)."""
 
 from __future__ import annotations
 

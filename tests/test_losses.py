@@ -1,4 +1,4 @@
-"""Losses (METHOD.md sections 2 and 3) against hand-computed values on tiny tensors."""
+"""Losses (docs/method.md sections 2 and 3) against hand-computed values on tiny tensors."""
 
 from __future__ import annotations
 

@@ -57,7 +57,7 @@ def test_shares_hand_computed(report):
     table = {(r.group, r["class"]): (r.runs, r.pixels, r.share) for _, r in s.iterrows()}
     assert list(dict.fromkeys(s["group"])) == ["target", "random regions @ 2.2%",
                                                "RIPU-RA @ 2.2%"]  # results.csv's order
-    assert list(dict.fromkeys(s["class"])) == ["road", "traffic_light", "car"]  # METHOD.md
+    assert list(dict.fromkeys(s["class"])) == ["road", "traffic_light", "car"]  # docs/method.md
     assert table["target", "road"] == (6, 3600, 0.6)  # summed over the 6 runs counted
     assert table["target", "traffic_light"] == (6, 600, 0.1)
     assert table["RIPU-RA @ 2.2%", "road"] == (3, 30, 0.3)

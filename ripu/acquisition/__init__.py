@@ -1,4 +1,4 @@
-"""RIPU acquisition (METHOD.md section 1): scores, greedy selection, strategies, budgets,
+"""RIPU acquisition (docs/method.md section 1): scores, greedy selection, strategies, budgets,
 label state, selection rounds. ``ripu.acquisition.export`` (PNG masks, previews) and
 ``ripu.acquisition.naive`` (the reference implementation) are imported on their own."""
 

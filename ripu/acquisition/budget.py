@@ -1,4 +1,4 @@
-"""Labelling budgets: how many regions, points or pixels one round may take (METHOD.md s.1).
+"""Labelling budgets: how many regions, points or pixels one round may take (docs/method.md section 1).
 
 Arithmetic is exact: the fraction is read as the decimal it was written as
 (``Fraction(repr(0.022)) == 22/1000``), so ``ceil`` never rounds a float error up.

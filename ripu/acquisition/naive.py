@@ -1,6 +1,6 @@
 """Straightforward reference implementation of RIPU acquisition, for tests and the benchmark.
 
-It spells METHOD.md section 1 out directly: one-hot box convolutions (``F.conv2d``) for the
+It spells docs/method.md section 1 out directly: one-hot box convolutions (``F.conv2d``) for the
 class counts and the entropy sums, and a greedy loop that takes one full-image argmax per
 selected region and writes ``-inf`` over the blocked window. It follows the numerical
 contract stated in ``scores.py`` (sums over classes in class order, window sums in float64),

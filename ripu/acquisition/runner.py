@@ -1,4 +1,4 @@
-"""One selection round over the target dataset (METHOD.md section 1, "Rounds", "Oracle").
+"""One selection round over the target dataset (docs/method.md section 1, "Rounds", "Oracle").
 
 Batched inference (:func:`ripu.inference.predict`: logits upsampled bilinearly,
 ``align_corners=True``, to each label's size), the strategy per image (or over the dataset for ``full_image``), and the new label

@@ -1,4 +1,4 @@
-"""RIPU acquisition scores: region impurity, prediction uncertainty (METHOD.md section 1).
+"""RIPU acquisition scores: region impurity, prediction uncertainty (docs/method.md section 1).
 
 Numerical contract (``naive.py`` follows the same one, so both give bit-identical scores):
 
@@ -288,7 +288,7 @@ def class_plogp_sum(labels: torch.Tensor, num_classes: int, radius: int,
 
 
 def region_scores(logits: torch.Tensor, radius: int = 1) -> RegionScores:
-    """RA scores: ``A = P * U`` with impurity ``P`` and uncertainty ``U`` (METHOD.md s.1).
+    """RA scores: ``A = P * U`` with impurity ``P`` and uncertainty ``U`` (docs/method.md section 1).
 
     ``P(i) = -sum_c q_c log(q_c + 1e-6) / log C`` over the clipped window ``N_k(i)``;
     ``U(i)`` = mean over ``N_k(i)`` of ``H(j) = -sum_c p_c log(p_c + 1e-6) / log C``;
@@ -311,7 +311,7 @@ def region_scores(logits: torch.Tensor, radius: int = 1) -> RegionScores:
 
 
 def point_scores(logits: torch.Tensor, radius: int = 32) -> torch.Tensor:
-    """PA score ``H_raw(i) * P_raw(i)`` (METHOD.md section 1, point-based).
+    """PA score ``H_raw(i) * P_raw(i)`` (docs/method.md section 1, point-based).
 
     Natural-log pixel entropy times natural-log impurity over the clipped (2k+1)^2 window;
     neither is divided by ``log C`` and the entropy is not averaged.

@@ -1,4 +1,4 @@
-"""Greedy non-overlapping selection over a score map (METHOD.md section 1).
+"""Greedy non-overlapping selection over a score map (docs/method.md section 1).
 
 The greedy loop "take the unblocked pixel with the highest score, label its window, block a
 larger window, repeat" equals one pass over the pixels in descending score order (ties: lower

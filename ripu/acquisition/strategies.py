@@ -3,7 +3,7 @@
 A per-image strategy has the signature
 ``fn(logits (C, H, W) | None, blocked (H, W) bool, n, radius, generator) -> (selected, blocked)``
 and runs the shared greedy machinery of ``select.py`` on its own score map, so blocking and
-non-overlap rules are the same for every strategy (METHOD.md section 1, baselines). Random
+non-overlap rules are the same for every strategy (docs/method.md section 1, baselines). Random
 strategies draw their score from ``generator`` and need no logits (the runner then skips
 inference). ``full_image`` is dataset-level: see :func:`select_full_images`.
 """
@@ -64,12 +64,12 @@ def random_score(blocked: torch.Tensor, generator: torch.Generator) -> torch.Ten
 
 
 def ripu_region(logits, blocked, n, radius, generator) -> Masks:
-    """RIPU-RA: regions by ``A = P * U`` (METHOD.md section 1)."""
+    """RIPU-RA: regions by ``A = P * U`` (docs/method.md section 1)."""
     return select_regions(region_scores(logits, radius).score, n, radius, blocked)
 
 
 def ripu_point(logits, blocked, n, radius, generator) -> Masks:
-    """RIPU-PA: points by ``H_raw * P_raw`` (METHOD.md section 1)."""
+    """RIPU-PA: points by ``H_raw * P_raw`` (docs/method.md section 1)."""
     return select_points(point_scores(logits, radius), n, radius, blocked)
 
 

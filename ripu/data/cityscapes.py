@@ -22,7 +22,7 @@ LABEL_SUFFIX = "_gtFine_labelIds.png"
 
 
 class CityscapesDataset(SegmentationDataset):
-    """Cityscapes fine annotations in 19 or 16 classes (METHOD.md section 4)."""
+    """Cityscapes fine annotations in 19 or 16 classes (docs/method.md section 4)."""
 
     name = "cityscapes"
 

@@ -13,7 +13,7 @@ class GTA5Dataset(SegmentationDataset):
     """GTA5 in its release layout; labels are palette PNGs of Cityscapes label ids.
 
     ``num_classes`` 19 maps ids to train ids; 16 further drops terrain, truck, train
-    (METHOD.md section 4). Id 34 (present in a few GTA5 files) is accepted and ignored.
+    (docs/method.md section 4). Id 34 (present in a few GTA5 files) is accepted and ignored.
     The image id is the file stem.
     """
 

@@ -1,4 +1,4 @@
-"""Label id maps and class names (METHOD.md section 4).
+"""Label id maps and class names (docs/method.md section 4).
 
 Raw dataset ids are mapped to contiguous class indices through a lookup table (LUT);
 every id without a class maps to 255, the ignore index.
@@ -33,7 +33,7 @@ CITYSCAPES_TO_TRAIN: dict[int, int] = {
 
 # SYNTHIA (RAND_CITYSCAPES) raw ids -> 16-class indices, in CLASSES_16 order. The raw ids
 # follow the SYNTHIA README and the RIPU authors' code (core/datasets/synthia.py): 8 car,
-# 11 bicycle, 12 motorcycle, 17 rider, 19 bus. (METHOD.md section 4 pairs these five ids
+# 11 bicycle, 12 motorcycle, 17 rider, 19 bus. (docs/method.md section 4 pairs these five ids
 # with the wrong names; the authors' mapping is used.)
 SYNTHIA_TO_TRAIN: dict[int, int] = {
     3: 0, 4: 1, 2: 2, 21: 3, 5: 4, 7: 5, 15: 6, 9: 7, 6: 8, 1: 9,

@@ -8,7 +8,7 @@ image size shows the same scene. The look (palette, light, texture, noise, blur)
 scene statistics (horizon, object scale, class frequencies) come from a ``DomainStyle``:
 ``SOURCE`` looks rendered, ``TARGET`` looks captured.
 
-Labels are Cityscapes label ids (METHOD.md section 4), including a few ids outside the 19
+Labels are Cityscapes label ids (docs/method.md section 4), including a few ids outside the 19
 classes (0 unlabelled, 1 ego vehicle, 4 static, 9 parking) that readers map to 255.
 """
 

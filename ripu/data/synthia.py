@@ -30,7 +30,7 @@ def read_synthia_label(path: Path) -> np.ndarray:
 
 
 class SynthiaDataset(SegmentationDataset):
-    """SYNTHIA-RAND-CITYSCAPES; raw ids map to the 16 classes (METHOD.md section 4)."""
+    """SYNTHIA-RAND-CITYSCAPES; raw ids map to the 16 classes (docs/method.md section 4)."""
 
     name = "synthia"
 

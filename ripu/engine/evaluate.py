@@ -1,5 +1,5 @@
 """Evaluation: predict each image at the input size, upsample to the label, accumulate the
-confusion matrix; optional horizontal-flip test-time augmentation (METHOD.md section 4).
+confusion matrix; optional horizontal-flip test-time augmentation (docs/method.md section 4).
 
 Predictions come from :func:`ripu.inference.predict`; ``eval_mode`` and ``predict_logits``
 are re-exported from there."""

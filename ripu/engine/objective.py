@@ -1,4 +1,4 @@
-"""The training objective: a trial kind's loss terms and their weights (METHOD.md 2, 3).
+"""The training objective: a trial kind's loss terms and their weights (docs/method.md sections 2, 3).
 
 Terms (names as in :data:`ripu.kinds.LOSS_TERMS`), each a mean over the batch's labelled
 pixels:
@@ -34,6 +34,11 @@ def loss_weights(loss: LossConfig) -> dict[str, float]:
             "tgt_focal": loss.focal, "pseudo": loss.target_ce, "pseudo_focal": loss.focal}
 
 
+def _label_size(part: Mapping[str, Any]) -> tuple[int, int]:
+    """(H, W) of a batch part's labels, where its logits are compared with them."""
+    return tuple(part["label"].shape[-2:])
+
+
 class Objective:
     """The weighted sum of a kind's loss terms.
 
@@ -56,7 +61,7 @@ class Objective:
         one forward pass over both when ``joint`` and their image and label sizes agree."""
         src, tgt = batch["source"], batch["target"]
         src = src if src is not None and "src" in self.wanted else None
-        size = (lambda part: tuple(part["label"].shape[-2:]))
+        size = _label_size
         if (self.joint and src is not None and tgt is not None
                 and src["image"].shape[1:] == tgt["image"].shape[1:] and size(src) == size(tgt)):
             both = forward(torch.cat([src["image"], tgt["image"]]), size(src))

@@ -1,7 +1,7 @@
 """The optimiser a config names (``optim.name``), over the model's parameter groups.
 
 :data:`OPTIMIZERS` is data: each name's torch class and which ``optim`` keys it reads. SGD
-is the RIPU authors' (METHOD.md section 2); Adam with betas is the LSE authors' VGG16-FCN8s
+is the RIPU authors' (docs/method.md section 2); Adam with betas is the LSE authors' VGG16-FCN8s
 path (MNaseerSubhani/LSE model/__init__.py:21-28).
 """
 

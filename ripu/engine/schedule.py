@@ -6,7 +6,7 @@ import torch
 
 
 def poly_lr(base_lr: float, iteration: int, max_iters: int, power: float = 0.9) -> float:
-    """``base_lr * (1 - iteration / max_iters) ** power`` (METHOD.md section 2), floored at 0."""
+    """``base_lr * (1 - iteration / max_iters) ** power`` (docs/method.md section 2), floored at 0."""
     return base_lr * max(0.0, 1.0 - iteration / max_iters) ** power
 
 

@@ -19,7 +19,7 @@ def budget_of(cfg: Config) -> Budget:
 def run_round(cfg: Config, model: torch.nn.Module, target: SegmentationDataset,
               state: LabelState, round_index: int, *, device: torch.device,
               progress: bool = True) -> LabelState:
-    """Selection round ``round_index`` of ``cfg``'s strategy and budget (METHOD.md 1); the
+    """Selection round ``round_index`` of ``cfg``'s strategy and budget (docs/method.md section 1); the
     new label state (``state`` is not modified)."""
     a = cfg.active
     return select_round(model, target, state, a.strategy, budget_of(cfg), round_index,

@@ -3,7 +3,7 @@
 Trial kinds (``train.kind``, described in :mod:`ripu.kinds`) share one loop and differ in
 their loss terms (:mod:`ripu.engine.objective`), the batches they draw, where their target
 labels come from and their schedule: plain iterations, selection rounds at
-``active.round_at`` (METHOD.md section 2), or LSE rounds (:mod:`ripu.selftrain.train`).
+``active.round_at`` (docs/method.md section 2), or LSE rounds (:mod:`ripu.selftrain.train`).
 Checkpoint files live in :mod:`ripu.engine.checkpoint`, the folder layout in
 :mod:`ripu.engine.trial_dir`, data parallelism behind :class:`ripu.engine.parallel.DistContext`.
 """
@@ -168,7 +168,7 @@ class Trainer:
         return F.interpolate(logits.float(), size=size, mode="bilinear", align_corners=True)
 
     def loss_terms(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        """Unweighted loss terms of one batch for this trial's kind (METHOD.md sections 2, 3)."""
+        """Unweighted loss terms of one batch for this trial's kind (docs/method.md sections 2, 3)."""
         return self.objective.terms(batch, self._logits, self.device)
 
     def train_until(self, end: int, batches: IterationBatches | None = None,

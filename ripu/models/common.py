@@ -113,7 +113,7 @@ class SegmentationModel(nn.Module):
     def param_groups(self, lr: float, head_lr_mult: float = 10.0,
                      bias_lr_mult: float = 1.0) -> list[dict]:
         """Parameter groups for a torch optimiser: backbone at ``lr``, head at
-        ``lr * head_lr_mult`` (METHOD.md section 2: 10x for the head); with ``bias_lr_mult``
+        ``lr * head_lr_mult`` (docs/method.md section 2: 10x for the head); with ``bias_lr_mult``
         other than 1 the biases of each part form their own group at that multiple (the LSE
         authors' VGG path: biases at 2x, MNaseerSubhani/LSE model/__init__.py:21-28).
 

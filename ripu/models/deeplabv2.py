@@ -37,7 +37,7 @@ class SummedDilatedClassifier(nn.Module):
 
 class DeepLabV2(SegmentationModel):
     """DeepLab-v2 on a torchvision ResNet at output stride 8; classifier rates 6/12/18/24
-    (METHOD.md section 2).
+    (docs/method.md section 2).
 
     Shape:
         ``(N, 3, H, W) -> (N, num_classes, ceil(H/8), ceil(W/8))``

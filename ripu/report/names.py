@@ -16,7 +16,7 @@ from ripu.acquisition.strategies import get_strategy
 from ripu.data.labels import CLASSES_19
 from ripu.kinds import KINDS, TrialKind, get_kind
 
-# Class names as the trials log them in metric keys (spaces -> "_"), METHOD.md section 4.
+# Class names as the trials log them in metric keys (spaces -> "_"), docs/method.md section 4.
 CLASS_ORDER = tuple(name.replace(" ", "_") for name in CLASSES_19)
 # Readable strategy names for tables and legends (presentation data; the strategy registry
 # holds no display names).
@@ -53,7 +53,7 @@ def metric_class(name: str) -> str:
 
 
 def order_classes(names: Iterable[str]) -> list[str]:
-    """Metric-key class names in METHOD.md order, unknown ones after them, sorted."""
+    """Metric-key class names in docs/method.md order, unknown ones after them, sorted."""
     names = set(names)
     known = [c for c in CLASS_ORDER if c in names]
     return known + sorted(names - set(known))

@@ -1,4 +1,4 @@
-"""The comparison with the published numbers (METHOD.md section 5) and the paper's ordering.
+"""The comparison with the published numbers (docs/method.md section 5) and the paper's ordering.
 
 :data:`PAPER_RESULTS` is data: the paper's rows and which of our (kind, strategy, budget)
 each one matches.
@@ -20,7 +20,7 @@ from ripu.report.tables import markdown_table, pm, uses_all_labels
 
 @dataclass(frozen=True)
 class PaperResult:
-    """One row of METHOD.md section 5, and which of our (kind, strategy, budget) it matches."""
+    """One row of docs/method.md section 5, and which of our (kind, strategy, budget) it matches."""
 
     setting: str  # "gta5" | "synthia"
     method: str
@@ -117,7 +117,7 @@ def paper_section(summary: pd.DataFrame, experiment: str) -> str:
     """Markdown: the published numbers beside ours (a paper setting), or why they are not
     comparable in absolute terms (any other experiment); the paper's table either way."""
     setting = paper_setting(experiment)
-    lines = ["## Published numbers (METHOD.md section 5)", ""]
+    lines = ["## Published numbers (docs/method.md section 5)", ""]
     if setting is None:
         lines += [
             f"Experiment `{experiment}` is not one of the paper's settings "

@@ -1,4 +1,4 @@
-"""LSE self-training (METHOD.md section 3): pseudo-labels on scale-invariant examples."""
+"""LSE self-training (docs/method.md section 3): pseudo-labels on scale-invariant examples."""
 
 from ripu.selftrain.lse import (
     Box,

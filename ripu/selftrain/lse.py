@@ -1,6 +1,6 @@
 """LSE self-training: confident images, class thresholds, scale-invariant examples.
 
-METHOD.md section 3. Every constant of the method is an argument here; the defaults
+docs/method.md section 3. Every constant of the method is an argument here; the defaults
 are the authors' values. All functions work on one image's tensors (or on per-image
 summaries) and never touch files.
 """
@@ -62,7 +62,7 @@ def _check_probs(probs: Tensor) -> None:
 
 
 def pixel_entropy(probs: Tensor) -> Tensor:
-    """Pixel entropy ``-sum_c p_c log(p_c + 1e-6) / log(C)`` (METHOD.md section 1), >= 0.
+    """Pixel entropy ``-sum_c p_c log(p_c + 1e-6) / log(C)`` (docs/method.md section 1), >= 0.
 
     Shape:
         probs: (C, H, W) softmax probabilities; returns (H, W).
@@ -78,7 +78,7 @@ def pixel_entropy(probs: Tensor) -> Tensor:
 def normalize_entropy_per_class(entropy: Tensor, pred: Tensor, num_classes: int) -> Tensor:
     """Min-max normalise entropy separately among the pixels of each predicted class.
 
-    METHOD.md section 3, step 1: within one image, pixel ``i`` predicted as ``c`` gets
+    docs/method.md section 3, step 1: within one image, pixel ``i`` predicted as ``c`` gets
     ``(H(i) - min_c) / (max_c - min_c)`` with min and max over the image's pixels
     predicted ``c``. A class whose entropy is constant in the image gets 0 (never NaN).
 
@@ -108,7 +108,7 @@ def normalize_entropy_per_class(entropy: Tensor, pred: Tensor, num_classes: int)
 
 
 def round_fraction(r: int, base: float = 0.10, step: float = 0.05) -> float:
-    """Fraction ``p_r = base + step * r`` of confident images in round ``r`` (METHOD.md 3).
+    """Fraction ``p_r = base + step * r`` of confident images in round ``r`` (docs/method.md section 3).
 
     Rounded to 12 decimals so that e.g. round 3 gives exactly 0.25, not 0.25000000000000006.
     """
@@ -147,7 +147,7 @@ def pixel_maps(probs: Tensor) -> PixelMaps:
 
 @dataclass(frozen=True)
 class ImageStats:
-    """Per-class summary of one image's prediction (METHOD.md section 3, steps 2-3).
+    """Per-class summary of one image's prediction (docs/method.md section 3, steps 2-3).
 
     Classes absent from the prediction have ``present`` False, ``pixel_count`` 0 and
     0.0 in both means. ``constant_entropy`` marks the present classes whose entropy is the
@@ -209,7 +209,7 @@ def image_stats(probs: Tensor) -> ImageStats:
 def select_confident(
     stats: Sequence[ImageStats], p: float, num_classes: int, rule: str = "authors"
 ) -> tuple[dict[int, list[int]], Tensor]:
-    """Confident images per class and dynamic class thresholds (METHOD.md section 3).
+    """Confident images per class and dynamic class thresholds (docs/method.md section 3).
 
     For each class ``c``, the ``N_c`` images whose prediction contains ``c`` are ranked by
     the mean max-probability of their ``c`` pixels (descending; ties: lower position in
@@ -267,7 +267,7 @@ def kept_union(kept: dict[int, list[int]]) -> list[int]:
 def pseudo_label(
     pred: Tensor, norm_entropy: Tensor, tau: Tensor, ignore_index: int = 255
 ) -> tuple[Tensor, Tensor]:
-    """Pseudo-label of one image with dynamic class thresholds (METHOD.md section 3, step 3).
+    """Pseudo-label of one image with dynamic class thresholds (docs/method.md section 3, step 3).
 
     A pixel keeps ``pred`` where ``norm_entropy < tau[pred]``; elsewhere ``ignore_index``.
 
@@ -310,7 +310,7 @@ class Patch:
 def crop_and_upsample_image(image: Tensor, box: Box, scale: int) -> Tensor:
     """Crop ``box`` from a (K, H, W) map and upsample it by ``scale``.
 
-    Bilinear with ``align_corners=True`` (METHOD.md section 3, step 4). Used for the
+    Bilinear with ``align_corners=True`` (docs/method.md section 3, step 4). Used for the
     image, the softmax and the keep mask alike.
 
     Shape:
@@ -342,7 +342,7 @@ def scale_invariant_patches(
     ignore_index: int = 255,
     mask_eps: float = 1e-6,
 ) -> list[Patch]:
-    """Scale-invariant examples from one kept image (METHOD.md section 3, step 4).
+    """Scale-invariant examples from one kept image (docs/method.md section 3, step 4).
 
     Each patch is a crop of height ``H // scale`` and width ``W // scale`` (half height
     and half width for the default ``scale=2``) at a position drawn uniformly from

@@ -1,6 +1,6 @@
 """One LSE round over a target dataset: predict, select, pseudo-label, build patches.
 
-METHOD.md section 3. The dataset is any indexable sequence of dicts ``{"image": float
+docs/method.md section 3. The dataset is any indexable sequence of dicts ``{"image": float
 (3, H, W) normalised, "label": long (H, W), "id": str, "index": int}`` (a torch Dataset
 or a list). Two passes over the data keep memory small: the first computes per-image
 class statistics only, the second revisits the kept images to build their pseudo-labels
@@ -175,7 +175,7 @@ def build_pseudo_labels(
     batch_size: int = 4,
     progress: bool = True,
 ) -> PseudoLabelSet:
-    """Run one LSE round (METHOD.md section 3, steps 1-4) over a target dataset.
+    """Run one LSE round (docs/method.md section 3, steps 1-4) over a target dataset.
 
     Predicts every image, keeps the confident images with fraction
     ``p_r = p_base + p_step * round_index`` under ``rule``, pseudo-labels them with the
@@ -240,7 +240,7 @@ def full_pseudo_labels(
     batch_size: int = 4,
     progress: bool = True,
 ) -> dict[str, Tensor]:
-    """Full-resolution LSE pseudo-label maps, keyed by image id (METHOD.md section 3).
+    """Full-resolution LSE pseudo-label maps, keyed by image id (docs/method.md section 3).
 
     Thresholds ``tau`` come from the confident-image selection of round ``round_index``
     exactly as in :func:`build_pseudo_labels`; each image's map is its prediction where
@@ -264,7 +264,7 @@ def full_pseudo_labels(
 
 
 class PatchDataset(Dataset):
-    """Scale-invariant training examples of one LSE round (METHOD.md section 3, step 5).
+    """Scale-invariant training examples of one LSE round (docs/method.md section 3, step 5).
 
     Item ``k`` is ``{"image": float (3, H', W'), "label": long (H', W'), "id": str,
     "index": int}``: the crop of the target image upsampled by the round's scale

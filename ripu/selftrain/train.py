@@ -1,6 +1,6 @@
 """The ``lse`` trial kind: rounds of LSE pseudo-labels, each followed by training on them.
 
-METHOD.md section 3. Each round's pseudo-label set is cached in the trial folder's
+docs/method.md section 3. Each round's pseudo-label set is cached in the trial folder's
 ``lse/round_<r>.pt`` (:meth:`ripu.engine.trial_dir.TrialDir.lse_round_file`) together with
 the iteration at which the round started and how many iterations it trains, so a resumed
 trial reuses the labels of the model that built them instead of rebuilding them from a
@@ -61,7 +61,7 @@ class LSERound:
 
 
 def round_iterations(kept_images: int, epochs: int, patches: int, batch_target: int) -> int:
-    """Iterations of one round: ``ceil(kept images x epochs x patches / batch)`` (METHOD.md 3)."""
+    """Iterations of one round: ``ceil(kept images x epochs x patches / batch)`` (docs/method.md section 3)."""
     if min(kept_images, epochs, patches) < 0 or batch_target < 1:
         raise RipuError(f"LSE round size needs kept_images, epochs, patches >= 0 and "
                         f"batch_target >= 1, got {kept_images}, {epochs}, {patches}, "
@@ -141,7 +141,7 @@ def _round_labels(trainer: Trainer, r: int) -> LSERound:
 
 
 def train_lse(trainer: Trainer) -> None:
-    """Run the LSE rounds ``trainer.rounds_done .. lse.rounds - 1`` (METHOD.md section 3).
+    """Run the LSE rounds ``trainer.rounds_done .. lse.rounds - 1`` (docs/method.md section 3).
 
     Round ``r`` builds pseudo-labels with the current model (fraction ``p_r = p_base +
     p_step * r``, rule ``lse.rule``), caches them and checkpoints, then trains ``n_r =

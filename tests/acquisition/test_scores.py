@@ -34,7 +34,7 @@ def plogp(q: float) -> float:
 
 
 def entropy(p: float) -> float:
-    """Natural-log two-class entropy with METHOD.md's 1e-6."""
+    """Natural-log two-class entropy with docs/method.md's 1e-6."""
     return -(plogp(p) + plogp(1 - p))
 
 

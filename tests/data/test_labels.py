@@ -1,4 +1,4 @@
-"""Label id maps and class names (METHOD.md section 4), checked against hand-written tables."""
+"""Label id maps and class names (docs/method.md section 4), checked against hand-written tables."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""LSE building blocks (METHOD.md section 3) against hand-computed values."""
+"""LSE building blocks (docs/method.md section 3) against hand-computed values."""
 
 from __future__ import annotations
 
