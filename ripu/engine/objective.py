@@ -55,18 +55,18 @@ class Objective:
         self.weights = loss_weights(loss)
         self.joint = joint
 
-    def logits(self, batch: Mapping[str, Any], forward: Forward, device: torch.device
+    def logits(self, batch: Mapping[str, Any], forward: Forward
                ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """Source and target logits at their labels' sizes (None for a batch not used):
         one forward pass over both when ``joint`` and their image and label sizes agree."""
         src, tgt = batch["source"], batch["target"]
         src = src if src is not None and "src" in self.wanted else None
-        size = _label_size
         if (self.joint and src is not None and tgt is not None
-                and src["image"].shape[1:] == tgt["image"].shape[1:] and size(src) == size(tgt)):
-            both = forward(torch.cat([src["image"], tgt["image"]]), size(src))
+                and src["image"].shape[1:] == tgt["image"].shape[1:]
+                and _label_size(src) == _label_size(tgt)):
+            both = forward(torch.cat([src["image"], tgt["image"]]), _label_size(src))
             return tuple(both.split([len(src["image"]), len(tgt["image"])]))
-        return tuple(None if part is None else forward(part["image"], size(part))
+        return tuple(None if part is None else forward(part["image"], _label_size(part))
                      for part in (src, tgt))
 
     def terms(self, batch: Mapping[str, Any], forward: Forward,
@@ -80,16 +80,14 @@ class Objective:
         terms: dict[str, torch.Tensor] = {}
         wanted, loss = self.wanted, self.loss
         src, tgt = batch["source"], batch["target"]
-        src_logits, tgt_logits = self.logits(batch, forward, device)
-        if src_logits is not None:
+        logits, tgt_logits = self.logits(batch, forward)
+        if logits is not None:
             label = src["label"].to(device)
-            logits = src_logits
             terms["src"] = losses.cross_entropy(logits, label)
             if "lc" in wanted and loss.lc > 0:
                 terms["lc"] = losses.local_consistency(logits.softmax(1), label)
         if tgt_logits is not None:
-            label = tgt["label"].to(device)
-            logits = tgt_logits
+            label, logits = tgt["label"].to(device), tgt_logits
             if "tgt" in wanted:
                 terms["tgt"] = losses.cross_entropy(logits, label)
             if "tgt_focal" in wanted:
