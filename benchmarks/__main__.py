@@ -70,7 +70,7 @@ BENCHMARKS: tuple[Bench, ...] = (
            Goal("selection_memory_ratio", "", note="naive peak / ours"),
            Goal("round_file_mb_2975", "", note="round 4, 2975 x 1280x640")), 1800),
     Bench("train_throughput", "benchmarks.train_throughput",
-          (Goal("train_throughput_ratio", ">=", 0.95), Goal("train_step_speedup", ">=", 1.2),
+          (Goal("train_throughput_ratio", ">=", 0.95), Goal("train_step_speedup", "", note="ours with a forward pass per batch / ours"),
            Goal("train_step_ms", "", note="ours: one forward pass over source and target"),
            Goal("train_step_ms_before", "", note="ours with a forward pass per batch"),
            Goal("train_step_ms_bare", "", note="bare loop, a forward pass per batch"),

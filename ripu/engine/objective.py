@@ -45,8 +45,8 @@ class Objective:
     ``terms``: the kind's terms (``ripu.kinds.TrialKind.terms``); ``loss``: the weights and
     the NL threshold and focal gamma. ``joint``: source and target images of equal size go
     through one forward pass (only for a model whose outputs are per image,
-    :attr:`ripu.models.common.SegmentationModel.per_image`: the same logits, 1.4-1.6x
-    faster for the small CPU network, ``make bench``).
+    :attr:`ripu.models.common.SegmentationModel.per_image`): the same logits, a step
+    1.12x faster for the small CPU network (``make bench``, ``train_step_speedup``).
     """
 
     def __init__(self, terms: tuple[str, ...], loss: LossConfig, joint: bool = False) -> None:
