@@ -128,12 +128,13 @@ class SegmentationDataset(torch.utils.data.Dataset):
         self.num_classes = num_classes
         self.class_names = class_names(num_classes)
         self.transform = transform if transform is not None else SegTransform()
-        self._decoded: dict[tuple[str, int], np.ndarray] | None = None
+        self._decoded: dict[tuple, Any] | None = None  # decoded arrays, transformed items
 
     def keep_decoded(self) -> None:
         """Keep every decoded image and label in memory after its first read (read-only
-        arrays). For small datasets only: the embedded benchmark's 500 images hold ~65 MB,
-        one GTA5 image alone ~6 MB."""
+        arrays), and, while the transform is deterministic (no crop, no flip), its output
+        too (items return copies). For small datasets only: the embedded benchmark's 500
+        images hold ~65 MB decoded and ~150 MB transformed, one GTA5 image alone ~6 MB."""
         if self._decoded is None:
             self._decoded = {}
 
@@ -181,13 +182,24 @@ class SegmentationDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} images")
-        image_path, label_path, image_id = self.items[index]
-        image, label = self.read_image(index), self.read_label(index)
+        image_id = self.items[index][2]
+        if self._decoded is None or not self.transform.deterministic:
+            image_t, label_t = self._transformed(index)
+            return {"image": image_t, "label": label_t, "id": image_id, "index": index}
+        key = ("item", index, repr(self.transform))
+        if key not in self._decoded:
+            self._decoded[key] = self._transformed(index)
+        image_t, label_t = self._decoded[key]
+        return {"image": image_t.clone(), "label": label_t.clone(), "id": image_id,
+                "index": index}
+
+    def _transformed(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Image and label of item ``index`` through the transform."""
+        image_path, label_path, _ = self.items[index]
         try:
-            image_t, label_t = self.transform(image, label, None)
+            return self.transform(self.read_image(index), self.read_label(index), None)
         except RipuError as err:
             raise DatasetError(f"{image_path} / {label_path}: {err}") from err
-        return {"image": image_t, "label": label_t, "id": image_id, "index": index}
 
 
 def files_by_id(directory: Path, pattern: str, suffix: str = ".png") -> dict[str, Path]:

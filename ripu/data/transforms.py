@@ -184,6 +184,11 @@ class SegTransform:
                 f"normalize={self.normalize}, resize={self.resize!r}, "
                 f"resize_label={self.resize_label}, norm={self.norm!r})")
 
+    @property
+    def deterministic(self) -> bool:
+        """Whether a call depends on its inputs alone (no random crop, no flip)."""
+        return self.crop is None and not self.flip
+
     def label_to(self, label: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         """A label map or bool mask resized to ``size`` (W, H) by this transform's rule.
 

@@ -98,6 +98,29 @@ def test_keep_decoded_reads_each_file_once_and_guards_the_arrays(tmp_path):
         uncached.read_image(0)
 
 
+def test_keep_decoded_keeps_deterministic_items_and_hands_out_copies(tmp_path, monkeypatch):
+    write_gta5(tmp_path, [const(7), const(26)])
+    calls = []  # the transform of every call
+    call = SegTransform.__call__
+    monkeypatch.setattr(SegTransform, "__call__",
+                        lambda self, *args: calls.append(self) or call(self, *args))
+    fixed, flipped = SegTransform(size=(8, 4)), SegTransform(size=(8, 4), flip=True)
+    ds = GTA5Dataset(tmp_path, transform=fixed)
+    ds.keep_decoded()
+    first = ds[1]
+    first["label"][:] = 255  # a caller's change does not reach the kept item
+    again = ds[1]
+    assert calls.count(fixed) == 1  # transformed once
+    assert (again["label"] == 13).all() and again["label"].shape == (4, 8)
+    torch.testing.assert_close(again["image"], GTA5Dataset(tmp_path, transform=fixed)[1]["image"])
+    assert calls.count(fixed) == 2  # and once for the dataset that keeps nothing
+    ds.transform = flipped  # random: transformed on every read, never kept
+    ds[1], ds[1]
+    assert calls.count(flipped) == 2
+    assert fixed.deterministic and not flipped.deterministic
+    assert not SegTransform(size=(8, 4), crop=(4, 4)).deterministic
+
+
 def test_transform_is_applied(tmp_path):
     write_gta5(tmp_path, [const(7), const(8)])
     ds = GTA5Dataset(tmp_path, transform=SegTransform(size=(8, 4), normalize=False))
