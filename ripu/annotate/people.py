@@ -184,11 +184,11 @@ class PeopleLabels:
         """Push round ``r``'s missing tasks; the number pushed. A task in the ledger but not
         on the server was deleted there and is not pushed again."""
         ledger_path = self._ledger_path(r)
-        ledger = _read_ledger(ledger_path)
+        recorded = _read_ledger(ledger_path)
         ours = self._ours(self.tasks(project), r, selection)
-        ledger.update({i: int(t["id"]) for i, t in ours.items()})
+        ledger = {**recorded, **{i: int(t["id"]) for i, t in ours.items()}}
         todo = [i for i in target.ids if i in selection and i not in ledger]
-        if todo:
+        if ledger != recorded or not ledger_path.is_file():
             write_json(ledger_path, ledger)
         drafts = self._drafts(todo, target, model, device)
         for start in range(0, len(todo), PUSH_BATCH):

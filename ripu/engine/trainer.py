@@ -65,6 +65,8 @@ class Trainer:
             get_strategy(cfg.active.strategy)  # fail before any work
         self.cfg = cfg
         self.trial_dir = TrialDir(out_dir)
+        # where rounds' labels come from: people (server and token checked now) or the oracle
+        self.people = people_labels(cfg, self.trial_dir.masks_dir, self.trial_dir.root.name)
         self.out_dir = self.trial_dir.root
         self.progress = progress
         self.callbacks = CallbackList(callbacks)
@@ -88,7 +90,6 @@ class Trainer:
         self.rounds_done = 0
         self.state = LabelState()
         self.pseudo: dict[str, np.ndarray] | None = None
-        self.people = people_labels(cfg, self.trial_dir.masks_dir, self.trial_dir.root.name)
         self.people_labels: dict[str, np.ndarray] | None = None
         self.seconds = 0.0
         self._train_model: torch.nn.Module | None = None

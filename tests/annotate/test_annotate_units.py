@@ -94,14 +94,15 @@ def test_annotate_round_labels_file_round_trip_and_merge(tmp_path):
 
 
 def test_annotate_token_from_env_or_file_never_from_params(tmp_path, monkeypatch):
-    monkeypatch.delenv("LS_TEST_TOKEN", raising=False)
-    cfg = AnnotateConfig(url="http://127.0.0.1:1", token_env="LS_TEST_TOKEN")
+    env = "LS_TEST_TOKEN"
+    monkeypatch.delenv(env, raising=False)
+    cfg = AnnotateConfig(url="http://127.0.0.1:1", token_env=env)
     with pytest.raises(AnnotateError, match=r"no Label Studio token in \$LS_TEST_TOKEN"):
         read_token(cfg)
     (tmp_path / "token").write_text("abc\n")
-    assert read_token(AnnotateConfig(token_env="LS_TEST_TOKEN",
+    assert read_token(AnnotateConfig(token_env=env,
                                      token_file=str(tmp_path / "token"))) == "abc"
-    monkeypatch.setenv("LS_TEST_TOKEN", "xyz")
+    monkeypatch.setenv(env, "xyz")
     assert read_token(cfg) == "xyz"
     assert "token" not in AnnotateConfig.__pydantic_fields__  # no place for it in params
 
@@ -121,3 +122,11 @@ def test_annotate_label_config_has_every_class_in_cityscapes_colours():
     assert '<Label value="road" background="#804080"/>' in xml
     assert '<Label value="building" background="#464646"/>' in xml
     assert 'name="regions"' in xml and 'value="to label"' in xml
+
+
+def test_annotate_round_cost_of_the_paper_budget():
+    """2.2% of a 1024x2048 label over 5 rounds: ceil(2097152 x 0.0044 / 9) = 1026 regions."""
+    from ripu.annotate.cost import round_cost
+
+    assert round_cost(0.022, (1024, 2048)) == (1026, 9234, 2097152)
+    assert round_cost(0.01, (64, 128)) == (2, 18, 8192)
