@@ -105,11 +105,13 @@ def test_annotated_round_labels_equal_ground_truth_on_selected_pixels(label_stud
     assert labels_path(TrialDir(out).masks_dir, 0).read_bytes() == before
 
 
+@pytest.mark.parametrize("strategy", ["ripu_region", "ripu_point"])
 def test_two_annotated_rounds_equal_the_ground_truth_oracle_bit_for_bit(label_studio, tiny_data,
-                                                                        tmp_path):
+                                                                        tmp_path, strategy):
     """Round 1 is selected by the model trained on round 0's imported labels; with a
-    perfect annotator the trial equals the oracle's: results, weights and round files."""
-    cfg = people_config(tiny_data, tmp_path, label_studio)
+    perfect annotator the trial equals the oracle's: results, weights and round files.
+    Regions (RA) and points (PA) alike."""
+    cfg = people_config(tiny_data, tmp_path, label_studio, **{"active.strategy": strategy})
     people, oracle = tmp_path / "people", tmp_path / "oracle"
     names = build_datasets(cfg, only=["target"])["target"].class_names
     truth = truth_of(cfg)
