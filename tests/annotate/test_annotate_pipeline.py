@@ -89,8 +89,8 @@ def test_annotate_people_pipeline_waits_then_goes_on_with_dvc_repro(label_studio
         all(label_studio.token not in str(v) for v in run.data.params.values())
     code, out = dvc_repro(repo, env)
     assert code == 0 and "Running stage" not in out, out[-2000:]
-    lock = (repo / "dvc.lock").read_text()
-    assert "runs/people" in lock
+    lock = yaml.safe_load((repo / "experiments/people/dvc.lock").read_text())
+    assert [o["path"] for o in lock["stages"]["people_annotate"]["outs"]] == ["runs/people"]
     for path in repo.rglob("*"):
         if path.is_file() and ".git" not in path.parts:
             assert label_studio.token.encode() not in path.read_bytes(), path
