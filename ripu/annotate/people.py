@@ -31,7 +31,8 @@ import torch
 from ripu.acquisition import LabelState
 from ripu.annotate.client import AnnotateError, Studio, connect
 from ripu.annotate.interface import MODEL_VERSION, label_config, png, task
-from ripu.annotate.pull import Answer, answer, newest_annotation
+from ripu.annotate.pull import answer, newest_annotation
+from ripu.annotate.report import report_line, round_report
 from ripu.annotate.round_labels import (
     labels_path,
     load_round_labels,
@@ -117,12 +118,12 @@ class PeopleLabels:
         if waiting:
             raise AwaitingLabels(r, waiting, len(answers), self.title, self.studio.url)
         deleted = sorted(set(selection) - set(ours))
-        header = _report(r, answers, deleted)
+        header = round_report(r, answers, deleted)
         header["used"] = {i: [a.annotation["id"], a.annotation.get("updated_at")]
                           for i, a in answers.items()}
         labels = {i: a.labels for i, a in answers.items()}
         save_round_labels(labels_path(self.masks_dir, r), labels, header)
-        print(_report_line(header), flush=True)
+        print(report_line(header), flush=True)
 
     # ------------------------------------------------------------------ project and tasks
 
@@ -246,22 +247,3 @@ def _read_ledger(path: Path) -> dict[str, int]:
     except (OSError, ValueError, AttributeError) as err:
         raise RipuError(f"{path}: unreadable task ledger ({err}); expected JSON written by "
                         f"ripu") from err
-
-
-def _report(r: int, answers: Mapping[str, Answer], deleted: list[str]) -> dict[str, Any]:
-    return {"round": r, "tasks": len(answers) + len(deleted),
-            "done": sum(not a.skipped for a in answers.values()),
-            "skipped": sum(a.skipped for a in answers.values()), "deleted": deleted,
-            "pixels_labelled": sum(a.labelled for a in answers.values()),
-            "pixels_outside": sum(a.outside for a in answers.values()),
-            "regions": sum(a.regions for a in answers.values()),
-            "regions_unlabelled": sum(a.regions_unlabelled for a in answers.values())}
-
-
-def _report_line(h: dict[str, Any]) -> str:
-    deleted = f", {len(h['deleted'])} deleted in Label Studio ({', '.join(h['deleted'])})" \
-        if h["deleted"] else ""
-    return (f"round {h['round']} labels: {h['done']} of {h['tasks']} tasks done "
-            f"({h['skipped']} skipped{deleted}), {h['pixels_labelled']:,} pixels labelled, "
-            f"{h['pixels_outside']:,} painted outside the regions (ignored), "
-            f"{h['regions_unlabelled']} of {h['regions']} regions left unlabelled")

@@ -130,3 +130,17 @@ def test_annotate_round_cost_of_the_paper_budget():
 
     assert round_cost(0.022, (1024, 2048)) == (1026, 9234, 2097152)
     assert round_cost(0.01, (64, 128)) == (2, 18, 8192)
+
+
+def test_annotate_report_line_counts_skipped_and_deleted_tasks():
+    from ripu.annotate.pull import Answer
+    from ripu.annotate.report import report_line, round_report
+
+    lab = np.full((2, 2), 255, np.uint8)
+    answers = {"a": Answer(lab, {"id": 1}, labelled=3, outside=2, regions=4,
+                           regions_unlabelled=1),
+               "b": Answer(lab, {"id": 2}, skipped=True, regions=2, regions_unlabelled=2)}
+    assert report_line(round_report(0, answers, ["c"])) == (
+        "round 0 labels: 1 of 3 tasks done (1 skipped, 1 deleted in Label Studio (c)), "
+        "3 pixels labelled, 2 painted outside the regions (ignored), 3 of 6 regions left "
+        "unlabelled")
