@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ripu.acquisition import LabelState, latest_round
 from ripu.acquisition.export import export_round
+from ripu.annotate import WAITING_STATUS, AwaitingLabels
 from ripu.config import Config, load_config
 from ripu.data.synthetic import generate
 from ripu.engine.build import build_datasets, build_model_from, select_device
@@ -89,8 +90,12 @@ def cmd_data_check(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     cfg = _load(args)
-    result = run_trial(cfg, Path(args.out), init=args.init, resume=args.resume,
-                       progress=not args.quiet)
+    try:
+        result = run_trial(cfg, Path(args.out), init=args.init, resume=args.resume,
+                           progress=not args.quiet)
+    except AwaitingLabels as waiting:  # not a failure: run again with --resume once labelled
+        print(waiting, flush=True)
+        return WAITING_STATUS
     print(f"final mIoU {100 * result['miou']:.2f} ({args.out})")
     return 0
 

@@ -239,6 +239,19 @@ class ReportConfig:
 
 
 @section
+class AnnotateConfig:
+    """Where a round's labels come from (:mod:`ripu.annotate`): the ground-truth oracle
+    (``url: null``, the default) or people in a Label Studio server at ``url``. The token is
+    read from the environment variable ``token_env`` or the file ``token_file``, never from
+    params."""
+
+    url: Str | None = None  # e.g. http://127.0.0.1:8080
+    project: Str = "ripu"  # project title prefix: one project per trial, "<project>/<trial>"
+    token_env: Str = "LABEL_STUDIO_TOKEN"  # noqa: S105 (the variable's name, not a token)
+    token_file: Str | None = None  # used when the environment variable is unset
+
+
+@section
 class Config:
     seed: NonNegInt = 0
     synth: SynthConfig = Field(default_factory=SynthConfig)
@@ -252,6 +265,7 @@ class Config:
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     sweep: SweepConfig = Field(default_factory=SweepConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
+    annotate: AnnotateConfig = Field(default_factory=AnnotateConfig)
 
 
 # ----------------------------------------------------------------------------- errors
@@ -445,9 +459,18 @@ def apply_overrides(cfg: Config, overrides: typing.Mapping[str, Any]) -> Config:
     return config_from_dict(raw, "overrides")
 
 
+# Sections left out of the hash while they hold their defaults, so that configs written
+# before the section existed keep their hash.
+OPTIONAL_SECTIONS = {"annotate": AnnotateConfig}
+
+
 def params_hash(cfg: Config, length: int = 12) -> str:
     """A short stable hash of the resolved config."""
-    text = json.dumps(to_dict(cfg), sort_keys=True)
+    plain = to_dict(cfg)
+    for name, default in OPTIONAL_SECTIONS.items():
+        if plain.get(name) == to_dict(default()):
+            del plain[name]
+    text = json.dumps(plain, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 

@@ -33,10 +33,14 @@ class TargetLabels:
 
     ``labelled``: bool (H, W) oracle masks (None: every pixel is labelled, the supervised
     bound). ``pseudo``: uint8 (H, W) pseudo-label maps, 255 where none (hybrid trials).
+    ``labels``: uint8 (H, W) maps at the label state's resolution that replace the dataset's
+    labels, 255 where none (rounds labelled by people, :mod:`ripu.annotate`; None: the
+    ground-truth oracle).
     """
 
     labelled: Mapping[str, np.ndarray] | None = None
     pseudo: Mapping[str, np.ndarray] | None = None
+    labels: Mapping[str, np.ndarray] | None = None
 
 
 class IterationBatches(torch.utils.data.Dataset):
@@ -124,6 +128,10 @@ class IterationBatches(torch.utils.data.Dataset):
         for i in idx:
             item = self.target[i]
             image, label = item["image"], item["label"]
+            people = self.target_labels.labels
+            if people is not None:  # where this round's labels come from: people, not the oracle
+                label = (torch.from_numpy(people[item["id"]]).long() if item["id"] in people
+                         else torch.full_like(label, IGNORE))
             size = (image.shape[-1], image.shape[-2])
             if label.shape != image.shape[-2:]:
                 label = torch.from_numpy(self.target.transform.label_to(

@@ -37,6 +37,8 @@ class Callback:
     def on_checkpoint(self, trainer: Trainer, path: Path) -> None: ...
     def on_end(self, trainer: Trainer, results: dict[str, Any], result: EvalResult) -> None: ...
     def on_fail(self, trainer: Trainer) -> None: ...
+    def on_wait(self, trainer: Trainer) -> None:
+        """The trial stopped at a checkpoint until people label a round (ripu.annotate)."""
 
 
 class CallbackList(Callback):
@@ -162,3 +164,7 @@ class TrackingCallback(Callback):
     def on_fail(self, trainer: Trainer) -> None:
         with contextlib.suppress(Exception):  # never mask the original error
             self.tracker.finish("FAILED")
+
+    def on_wait(self, trainer: Trainer) -> None:
+        """Waiting for people is no failure: the run is SCHEDULED until the trial goes on."""
+        self.tracker.finish("SCHEDULED")

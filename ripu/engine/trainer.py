@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ripu.acquisition import LabelState, get_strategy
+from ripu.annotate import AwaitingLabels, people_labels
 from ripu.config import Config
 from ripu.engine.batches import IterationBatches, TargetLabels, loader
 from ripu.engine.build import build_model_from, select_device
@@ -66,6 +67,8 @@ class Trainer:
             get_strategy(cfg.active.strategy)  # fail before any work
         self.cfg = cfg
         self.trial_dir = TrialDir(out_dir)
+        # where rounds' labels come from: people (server and token checked now) or the oracle
+        self.people = people_labels(cfg, self.trial_dir.masks_dir, self.trial_dir.root.name)
         self.out_dir = self.trial_dir.root
         self.progress = progress
         self.callbacks = CallbackList(callbacks)
@@ -88,6 +91,7 @@ class Trainer:
         self.rounds_done = 0
         self.state = LabelState()
         self.pseudo: dict[str, np.ndarray] | None = None
+        self.people_labels: dict[str, np.ndarray] | None = None
         self.seconds = 0.0
         self._train_model: torch.nn.Module | None = None
 
@@ -113,7 +117,7 @@ class Trainer:
         """Target supervision for the current label state (None masks: all labelled)."""
         if self.kind.labels_selected:
             return TargetLabels(labelled=self.state.masks_for(self.data["target"].ids),
-                                pseudo=self.pseudo)
+                                pseudo=self.pseudo, labels=self.people_labels)
         return TargetLabels(labelled=None)
 
     def batches(self, target: torch.utils.data.Dataset | None = None,
@@ -242,6 +246,13 @@ class Trainer:
         self.save_checkpoint()
         return path
 
+    def receive_labels(self, round_index: int) -> None:
+        """Labels of rounds up to ``round_index`` from people (:mod:`ripu.annotate`); the
+        oracle's need no fetching. AwaitingLabels while people have not answered."""
+        if self.people is not None:
+            self.people_labels = self.people.receive(
+                round_index, target=self.data["target"], model=self.model, device=self.device)
+
     def _pseudo_labels_outside_selection(self, round_index: int) -> dict[str, np.ndarray]:
         """LSE pseudo-labels on the target pixels not selected (255 on selected ones)."""
         lse = self.cfg.lse
@@ -337,10 +348,14 @@ def train_trial(trainer: Trainer) -> dict[str, Any]:
                     if r >= trainer.rounds_done:
                         trainer.train_until(at)
                         trainer.select(r)
+                    trainer.receive_labels(r)
             trainer.train_until(cfg.optim.iters)
         if trainer.iteration % cfg.train.checkpoint_every:
             trainer.save_checkpoint()
         return trainer.finish()
+    except AwaitingLabels:
+        trainer.callbacks.on_wait(trainer)
+        raise
     except BaseException:
         trainer.callbacks.on_fail(trainer)
         raise
