@@ -80,11 +80,13 @@ class TrackingCallback(Callback):
         tags = {**trial_tags(cfg), **(extra_tags or {})}
         tracker = Tracker(cfg.tracking.uri, cfg.tracking.experiment, run_id=run_id,
                           run_name=run_name or trial.root.name, tags=tags,
-                          parent_run_id=parent_run_id, background=background)
+                          parent_run_id=parent_run_id, background=background,
+                          retry_seconds=cfg.tracking.retry_seconds, once_per_step=True)
         trial.write_run_id(tracker.run_id)  # atomic: a resume never reads half an id
         return cls(tracker)
 
     def on_start(self, trainer: Trainer) -> None:
+        self.tracker.set_tags(trainer.start.tags())  # where its weights start (ripu.starts)
         self.tracker.log_params(flatten(trainer.cfg))
         self.tracker.log_text(dump_yaml(trainer.cfg), "config.yaml")
         if trainer.rounds_done:  # resumed after selection rounds
