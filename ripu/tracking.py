@@ -79,13 +79,16 @@ class _Outage:
 _OUTAGES: dict[str, _Outage] = {}
 
 
-def _outage(uri: str, bound: float | None = None) -> _Outage:
-    """The process's :class:`_Outage` of ``uri`` (``bound``: set it; default
-    :data:`RETRY_SECONDS`)."""
-    state = _OUTAGES.setdefault(uri, _Outage(uri, RETRY_SECONDS if bound is None else bound))
-    if bound is not None:
-        state.bound = bound
-    return state
+def _outage(uri: str) -> _Outage:
+    """The process's :class:`_Outage` of ``uri`` (bound :data:`RETRY_SECONDS` until
+    :func:`retry_for` sets it)."""
+    return _OUTAGES.setdefault(uri, _Outage(uri, RETRY_SECONDS))
+
+
+def retry_for(uri: str, seconds: float) -> None:
+    """Let this process's calls to ``uri`` wait up to ``seconds`` while it is unreachable
+    (``tracking.retry_seconds``)."""
+    _outage(uri).bound = seconds
 
 
 def _where(uri: str) -> str:
@@ -295,8 +298,7 @@ class Tracker:
     :meth:`log_file` takes a function that writes the file, so that even drawing it happens
     in the background. Without ``background`` every write is done before the call returns.
 
-    Calls wait up to ``retry_seconds`` (default :data:`RETRY_SECONDS`) for an unreachable
-    store (:class:`_Outage`). With ``once_per_step``, a continued run keeps one value per
+    Calls wait for an unreachable store (:class:`_Outage`, :func:`retry_for`). With ``once_per_step``, a continued run keeps one value per
     metric and step: metrics at steps its earlier attempts logged (a trial replays the steps
     after its last checkpoint when it resumes) are not sent again.
     """
@@ -304,9 +306,8 @@ class Tracker:
     def __init__(self, uri: str, experiment: str, *, run_name: str | None = None,
                  tags: Mapping[str, str] | None = None, parent_run_id: str | None = None,
                  run_id: str | None = None, background: bool = False,
-                 retry_seconds: float | None = None, once_per_step: bool = False) -> None:
+                 once_per_step: bool = False) -> None:
         self.uri = uri
-        _outage(uri, retry_seconds)
         self.client = _client(uri)
         self._logged: dict[str, int] | None = None if run_id and once_per_step else {}
         self.background = background

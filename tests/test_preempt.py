@@ -31,3 +31,16 @@ def test_sigterm_raises_an_interrupt_only_inside_the_block(capsys):
 
     assert exit_status(ctrl_c) == 130
     assert capsys.readouterr().err == "ripu: interrupted\n"
+
+
+def test_an_interrupt_rewrapped_after_sigterm_still_leaves_as_terminated():
+    """Ray's blocking calls re-raise any interrupt as a plain KeyboardInterrupt."""
+    with pytest.raises(Terminated), sigterm_as_interrupt():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            signal.sigtimedwait([], 0)
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt from None
+    with pytest.raises(KeyboardInterrupt) as info, sigterm_as_interrupt():
+        raise KeyboardInterrupt  # Ctrl-C stays Ctrl-C
+    assert not isinstance(info.value, Terminated)

@@ -21,20 +21,27 @@ class Terminated(KeyboardInterrupt):
     message = "terminated (SIGTERM)"
 
 
-def _raise(signum, frame) -> None:
-    raise Terminated()
-
-
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
     """Raise :class:`Terminated` on SIGTERM while the block (or decorated function) runs
     (main thread only; Python runs signal handlers there), then restore the previous
-    handler."""
+    handler. Ray's blocking calls turn an interrupt into a plain KeyboardInterrupt; one
+    that leaves the block after a SIGTERM leaves it as :class:`Terminated`."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, _raise)
+    received = []
+
+    def terminate(signum, frame) -> None:
+        received.append(signum)
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminate)
     try:
         yield
+    except KeyboardInterrupt as exc:
+        if received and not isinstance(exc, Terminated):
+            raise Terminated() from None
+        raise
     finally:
         signal.signal(signal.SIGTERM, previous)

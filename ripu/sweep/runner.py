@@ -39,7 +39,7 @@ from ripu.sweep.preempt import sigterm_as_interrupt
 from ripu.sweep.progress import start_line
 from ripu.sweep.session import fit, services
 from ripu.sweep.state import Plan, plan
-from ripu.tracking import absolute_uri, check_uri
+from ripu.tracking import absolute_uri, check_uri, retry_for
 from ripu.warmups import check_inits, trial_inits
 
 STATUSES = ("finished", "skipped", "stopped", "failed")
@@ -103,6 +103,7 @@ def run_sweep(cfg: Config, experiment_file: str | Path, *, init: str | Path | No
                         f"warm-up model")
     uri = absolute_uri(cfg.tracking.uri, Path.cwd())
     check_uri(uri)
+    retry_for(uri, cfg.tracking.retry_seconds)
     out_root = (Path(out_dir) / exp.name).resolve()
     inits = trial_inits(exp.trials, exp.name, init=init_path, folder=warmups)
     validate_inputs(exp.trials, inits)

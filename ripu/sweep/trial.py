@@ -22,7 +22,7 @@ from ripu.errors import RipuError
 from ripu.experiments import Trial
 from ripu.starts import Start, start_of
 from ripu.sweep.state import Plan, final_metrics, plan, same_start
-from ripu.tracking import get_run
+from ripu.tracking import get_run, retry_for
 
 
 class RayReport(Callback):
@@ -68,6 +68,7 @@ def trial_main(config: dict[str, Any], *, trials: dict[str, Trial], out_root: st
     trial = trials[config["trial"]]
     out, init, start = Path(out_root) / trial.name, inits[trial.name], starts[trial.name]
     folder = TrialDir(out)
+    retry_for(tracking_uri, trial.cfg.tracking.retry_seconds)
     run_id = folder.run_id()
     run = get_run(tracking_uri, run_id) if run_id else None
     if plan(out, trial.cfg, start.sha256, run) is Plan.DONE:
