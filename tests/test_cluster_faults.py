@@ -9,6 +9,7 @@ tests/test_start_changed.py).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -86,6 +87,12 @@ class WaitForOutage(Callback):
                 time.sleep(0.2)
 
 
+def _pickle_by_value() -> None:
+    """Ship this module's and tests.test_sweep's callbacks to Ray workers by value."""
+    _pickle_this_module_by_value()
+    _pickle_this_module_by_value(__name__)
+
+
 def _wait_for(path: Path, timeout: float = 600) -> None:
     deadline = time.monotonic() + timeout
     while not path.exists():
@@ -127,7 +134,7 @@ def test_lost_node_trial_continues_elsewhere_from_its_checkpoint(tiny, tmp_path,
     head, every trial reported once, with an uninterrupted run's metrics and masks."""
     _, cfg, init = tiny
     monkeypatch.chdir(tmp_path)
-    _pickle_this_module_by_value(__name__)
+    _pickle_by_value()
     cfg = apply_overrides(cfg, {"tracking.uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
                                 "sweep.max_failures": 1})
     exp_file = write_experiment(tmp_path / "lost.yaml", "lost", [
@@ -159,6 +166,9 @@ def test_lost_node_trial_continues_elsewhere_from_its_checkpoint(tiny, tmp_path,
     assert all(r["status"] == "finished" and r["iterations"] == ITERS for r in results)
     out = tmp_path / "runs" / "lost"
     assert (out / lost / "node.txt").read_text() != node  # finished on the head node
+    # ... from its checkpoint of step 4: the steps before it were not trained again
+    logged = [json.loads(line)["step"] for line in (out / lost / "logged.jsonl").open()]
+    assert logged == logging_steps(cfg, "active"), logged
 
     uri = cfg.tracking.uri
     parents, children = children_of(uri, "lost")
@@ -223,7 +233,7 @@ def test_tracking_restart_loses_no_metric_and_fails_no_trial(tiny, tmp_path, mon
     _, cfg, init = tiny
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    _pickle_this_module_by_value(__name__)
+    _pickle_by_value()
     marker = tmp_path / "stop.txt"
     with _server_with_outage(tmp_path / "store.db", marker, down=20.0) as (url, outages):
         exp_file, overrides = _one_trial(tmp_path, url, "restart")
@@ -254,7 +264,7 @@ def test_tracking_restart_never_comes_fails_the_trial_in_one_line(tiny, tmp_path
     _, cfg, init = tiny
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    _pickle_this_module_by_value(__name__)
+    _pickle_by_value()
     marker = tmp_path / "stop.txt"
     store = tmp_path / "store.db"
     with _server_with_outage(store, marker, down=None) as (url, outages):
