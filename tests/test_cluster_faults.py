@@ -27,7 +27,7 @@ from ripu.engine.checkpoint import checkpoint_identity
 from ripu.engine.trainer import run_trial
 from ripu.errors import RipuError
 from ripu.sweep import run_sweep
-from ripu.tracking import check_uri, free_port, serve
+from ripu.tracking import check_uri, free_port, list_runs, serve
 from tests.test_sweep import (
     ITERS,
     RecordLogs,
@@ -197,7 +197,7 @@ def _server_with_outage(store: Path, marker: Path, down: float | None):
     backend, artifacts = f"sqlite:///{store}", store.parent / "mlartifacts"
 
     def run() -> None:
-        with serve(backend, artifacts, port=port):
+        with serve(backend, artifacts, port=port, timeout=400):
             ready.set()
             _wait_for(marker)
         stopped = time.monotonic()
@@ -205,13 +205,14 @@ def _server_with_outage(store: Path, marker: Path, down: float | None):
             outages.append((stopped, None))
             return
         time.sleep(down)
-        with serve(backend, artifacts, port=port):
+        with serve(backend, artifacts, port=port, timeout=400):
             outages.append((stopped, time.monotonic()))
             done.wait()
 
+    list_runs(backend, "none")  # create the store here: the server then only opens it
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
-    assert ready.wait(180), "the MLflow server did not start"
+    assert ready.wait(420), "the MLflow server did not start"
     try:
         yield f"http://127.0.0.1:{port}", outages
     finally:
