@@ -243,8 +243,9 @@ def test_tracking_restart_loses_no_metric_and_fails_no_trial(tiny, tmp_path, mon
                               progress=False,
                               callbacks=[WaitForOutage(url, str(marker), at=6), RecordLogs()])
         (stopped, restarted), = outages
-        print(f"\ntracking server down {restarted - stopped:.1f} s (stopped, waited 20 s, "
-              f"restarted)")
+        with capfd.disabled():
+            print(f"\ntracking server down {restarted - stopped:.1f} s (stopped, waited 20 s, "
+                  f"restarted)")
         assert result["status"] == "finished" and result["iterations"] == ITERS
         parents, (child,) = children_of(url, "restart")
         assert [p.info.status for p in parents] == ["FINISHED"]
@@ -277,8 +278,9 @@ def test_tracking_restart_never_comes_fails_the_trial_in_one_line(tiny, tmp_path
         with pytest.raises(RipuError) as info:
             run_sweep(cfg, exp_file, init=init, out_dir=tmp_path / "runs", progress=False,
                       callbacks=[WaitForOutage(url, str(marker), at=6)])
-        print(f"\nsweep against a server gone for good ended after "
-              f"{time.monotonic() - started:.1f} s")
+        with capfd.disabled():
+            print(f"\nsweep against a server gone for good ended after "
+                  f"{time.monotonic() - started:.1f} s")
     message = str(info.value)
     assert "\n" not in message
     assert message.startswith(f"tracking.uri: {url} unreachable for 10 s"), message
