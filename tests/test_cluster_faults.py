@@ -187,12 +187,14 @@ def test_lost_node_trial_continues_elsewhere_from_its_checkpoint(tiny, tmp_path,
 
 
 @contextlib.contextmanager
-def _server_with_outage(store: Path, marker: Path, down: float | None):
-    """An MLflow server over ``store`` on a fixed port, stopped once ``marker`` exists and,
-    unless ``down`` is None (gone for good), started again ``down`` seconds later on the same
-    store and port. Yields ``(url, outages)``: ``outages`` receives ``(stopped, restarted)``
+def _server_with_outage(store: Path, marker: Path, down: float | None,
+                        port: int | None = None):
+    """An MLflow server over ``store`` on ``port`` (default: a free one; the store records
+    the server's address in its artifact locations, so a server of the same store keeps the
+    port), stopped once ``marker`` exists and, unless ``down`` is None (gone for good),
+    started again ``down`` seconds later on the same store and port. Yields ``(url, outages)``: ``outages`` receives ``(stopped, restarted)``
     monotonic times."""
-    port, ready, done = free_port(), threading.Event(), threading.Event()
+    port, ready, done = port or free_port(), threading.Event(), threading.Event()
     outages: list[tuple[float, float | None]] = []
     backend, artifacts = f"sqlite:///{store}", store.parent / "mlartifacts"
 
@@ -293,8 +295,8 @@ def test_tracking_restart_never_comes_fails_the_trial_in_one_line(tiny, tmp_path
 
     # The server back on the same store: the next sweep resumes the trial and finishes it.
     marker.unlink()
-    with _server_with_outage(store, tmp_path / "never.txt", down=None) as (url2, _):
-        cfg = apply_overrides(cfg, {"tracking.uri": url2})
+    port = int(url.rsplit(":", 1)[1])
+    with _server_with_outage(store, tmp_path / "never.txt", down=None, port=port):
         (result,) = run_sweep(cfg, exp_file, init=init, out_dir=tmp_path / "runs",
                               progress=False)
     assert result["status"] == "finished" and result["iterations"] == ITERS
