@@ -298,9 +298,10 @@ class Tracker:
     :meth:`log_file` takes a function that writes the file, so that even drawing it happens
     in the background. Without ``background`` every write is done before the call returns.
 
-    Calls wait for an unreachable store (:class:`_Outage`, :func:`retry_for`). With ``once_per_step``, a continued run keeps one value per
-    metric and step: metrics at steps its earlier attempts logged (a trial replays the steps
-    after its last checkpoint when it resumes) are not sent again.
+    Calls wait for an unreachable store (:class:`_Outage`, :func:`retry_for`). With
+    ``once_per_step``, a continued run keeps one value per metric and step: metrics at steps
+    its earlier attempts logged (a trial replays the steps after its last checkpoint when it
+    resumes) are not sent again.
     """
 
     def __init__(self, uri: str, experiment: str, *, run_name: str | None = None,

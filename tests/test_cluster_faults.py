@@ -192,8 +192,8 @@ def _server_with_outage(store: Path, marker: Path, down: float | None,
     """An MLflow server over ``store`` on ``port`` (default: a free one; the store records
     the server's address in its artifact locations, so a server of the same store keeps the
     port), stopped once ``marker`` exists and, unless ``down`` is None (gone for good),
-    started again ``down`` seconds later on the same store and port. Yields ``(url, outages)``: ``outages`` receives ``(stopped, restarted)``
-    monotonic times."""
+    started again ``down`` seconds later on the same store and port. Yields
+    ``(url, outages)``: ``outages`` receives ``(stopped, restarted)`` monotonic times."""
     port, ready, done = port or free_port(), threading.Event(), threading.Event()
     outages: list[tuple[float, float | None]] = []
     backend, artifacts = f"sqlite:///{store}", store.parent / "mlartifacts"

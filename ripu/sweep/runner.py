@@ -143,7 +143,8 @@ def run_sweep(cfg: Config, experiment_file: str | Path, *, init: str | Path | No
 
 
 def _run(cfg: Config, exp: Experiment, todo: list[Trial], *, out_root: Path,
-         inits: dict[str, str | None], starts: dict[str, Start], uri: str, parent_id: str, address: str | None, storage: str | Path | None,
+         inits: dict[str, str | None], starts: dict[str, Start], uri: str, parent_id: str,
+         address: str | None, storage: str | Path | None,
          progress: bool, callbacks: Sequence[Callback]
          ) -> tuple[list[dict[str, Any]], list[str]]:
     """Run ``todo`` in a Ray session (none when empty); the collected results."""

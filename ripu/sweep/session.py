@@ -114,7 +114,8 @@ def _scheduler(exp: Experiment, max_t: int):
 
 
 def fit(cfg: Config, exp: Experiment, todo: list[Trial], *, out_root: Path,
-        inits: dict[str, str | None], starts: dict[str, Start], tracking_uri: str, parent_id: str, storage: Path, done_before: int, progress: bool,
+        inits: dict[str, str | None], starts: dict[str, Start], tracking_uri: str,
+        parent_id: str, storage: Path, done_before: int, progress: bool,
         callbacks: Sequence[Callback]) -> Any:
     """Run ``todo`` with Ray Tune (a line per finished trial, see :mod:`ripu.sweep.progress`);
     returns the ResultGrid. A KeyboardInterrupt propagates at once."""

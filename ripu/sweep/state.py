@@ -8,9 +8,10 @@ A trial's completion is one commit in two writes, in this order:
 
 A trial is *done* only when both hold (:func:`committed`) and its files come from the start
 it has now (the hash of its initial weights, :mod:`ripu.starts`): after a warm-up is
-rebuilt, the trials that start from it run again from scratch, in new MLflow runs. An interruption between the two
-leaves a trial that the next sweep runs again: it resumes from its final checkpoint, so it
-only evaluates again (same metrics: evaluation is deterministic) and writes both again.
+rebuilt, the trials that start from it run again from scratch, in new MLflow runs. An
+interruption between the two writes leaves a trial that the next sweep runs again: it
+resumes from its final checkpoint, so it only evaluates again (same metrics: evaluation is
+deterministic) and writes both again.
 
 The trial folder's paths and checks are :class:`ripu.engine.trial_dir.TrialDir`'s.
 """
