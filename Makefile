@@ -47,7 +47,8 @@ test-e2e: $(STAMP) $(LS_STAMP) chromium  ## the end-to-end tests CI runs besides
 	$(PY) -m pytest -q -m slow tests/test_pipeline.py::test_dvc_repro_end_to_end \
 	  tests/test_sweep.py::test_killed_trial_is_retried_and_matches_an_uninterrupted_run \
 	  tests/test_sweep.py::test_sweep_on_a_two_node_ray_cluster_with_a_failing_trial \
-	  tests/test_interrupt.py tests/test_paper_pipeline.py tests/annotate
+	  tests/test_interrupt.py tests/test_paper_pipeline.py tests/test_cluster_faults.py \
+	  tests/test_start_changed.py tests/annotate
 
 bench: $(STAMP)         ## benchmarks with side-by-side ratios -> reports/bench.json
 	OMP_WAIT_POLICY=PASSIVE $(PY) -m benchmarks  # as measured in the README

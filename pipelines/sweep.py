@@ -4,7 +4,8 @@ row declares (ImageNet weights, or a warm-up of models/<experiment>/).
 Trial folders go to runs/<experiment name>/ (a persistent DVC output: an interrupted sweep
 resumes its trials); Ray Tune's own files to ray_results/. A line per finished trial goes to
 stdout. Ctrl-C (SIGINT) stops Ray, its trials and the tracking server, then exits with
-status 130; the next `dvc repro` finishes what was left.
+status 130; SIGTERM (preemption) does the same and exits with status 143. The next
+`dvc repro` finishes what was left.
 """
 
 from __future__ import annotations

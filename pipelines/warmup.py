@@ -38,6 +38,7 @@ from ripu.errors import ConfigError
 from ripu.experiments import Experiment
 from ripu.io import atomic_path, write_json
 from ripu.models import build_model
+from ripu.starts import start_of
 from ripu.warmups import Warmup, model_signature, warmup_path
 
 TAGS = {"ripu.kind": "warmup"}
@@ -53,7 +54,7 @@ def train(cfg: Config, trial_dir: Path, run_name: str, tags: dict[str, str]
           ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Run (or resume) one warm-up in ``trial_dir``; its final weights and results."""
     trial = TrialDir(trial_dir)
-    resume = trial.can_resume(cfg)
+    resume = trial.can_resume(cfg, start_of(cfg).sha256)
     tracking = TrackingCallback.for_trial(cfg, trial.root, resume=resume, run_name=run_name,
                                           extra_tags=tags)
     results = run_trial(cfg, trial.root, resume=resume, progress=show_progress(),

@@ -218,6 +218,7 @@ class TrainConfig:
 class TrackingConfig:
     uri: Str = "sqlite:///mlflow.db"
     experiment: Str = "synthetic"
+    retry_seconds: Pos = 300.0  # how long runs wait for an unreachable tracking server
 
 
 @section

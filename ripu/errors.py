@@ -26,12 +26,13 @@ class DatasetError(RipuError):
 
 def exit_status(fn: Callable[..., int | None], *args: Any, **kwargs: Any) -> int:
     """Run ``fn(*args, **kwargs)`` as a command: its status (None counts as 0); 2 after one
-    ``ripu: error: ...`` line on stderr for bad input (a RipuError); 130 after Ctrl-C."""
+    ``ripu: error: ...`` line on stderr for bad input (a RipuError); 130 after Ctrl-C, or
+    the interrupt's own ``exit_status`` (143 after SIGTERM, see ripu.sweep.preempt)."""
     try:
         return fn(*args, **kwargs) or 0
     except RipuError as exc:
         print(f"ripu: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("ripu: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        print(f"ripu: {getattr(exc, 'message', 'interrupted')}", file=sys.stderr)
+        return getattr(exc, "exit_status", 130)

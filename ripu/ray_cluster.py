@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import math
 import os
+import signal
+import threading
 from pathlib import Path
 
 from ripu.tracking import git_revision
@@ -55,6 +57,8 @@ def start_ray(cpus: float, address: str | None = None) -> bool:
     for key, value in RAY_ENV.items():
         os.environ.setdefault(key, value)
     address = address or os.environ.get("RAY_ADDRESS")
+    # ray.init replaces the driver's SIGTERM handler (with sys.exit); keep one the caller set
+    sigterm = signal.getsignal(signal.SIGTERM) if _main_thread() else None
     common = {"runtime_env": {"env_vars": {"RIPU_GIT_REVISION": revision(), **RAY_ENV}},
               "logging_level": "WARNING", "configure_logging": True}
     if address:
@@ -63,4 +67,10 @@ def start_ray(cpus: float, address: str | None = None) -> bool:
     else:
         ray.init(address="local", num_cpus=max(1, math.ceil(cpus)), include_dashboard=False,
                  dashboard_host="127.0.0.1", **common)
+    if callable(sigterm):
+        signal.signal(signal.SIGTERM, sigterm)
     return True
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()

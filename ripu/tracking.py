@@ -10,6 +10,7 @@ the background (``Tracker(..., background=True)``), so that training never waits
 from __future__ import annotations
 
 import atexit
+import itertools
 import math
 import os
 import socket
@@ -33,18 +34,90 @@ T = TypeVar("T")
 PARAM_LIMIT = 6000  # MLflow's maximum param value length
 
 
-def _retry(fn: Callable[[], T], attempts: int = 30, delay: float = 0.1) -> T:
-    """Call ``fn``, retrying transient store errors (SQLite locks, HTTP hiccups)."""
-    for i in range(attempts):
+RETRY_SECONDS = 300.0  # how long calls wait for an unreachable store (tracking.retry_seconds)
+_TRANSIENT = ("locked", "busy", "connection", "timed out", "temporarily", "503", "502", "504")
+_UNREACHABLE = ("connection", "timed out", "503", "502", "504")
+
+
+class _Outage:
+    """How long the calls to one store wait for it while it is unreachable (a restarting
+    tracking server): from the first failed call, up to ``bound`` seconds, each retried with
+    a backoff; a line on stderr when the wait starts and when the store answers again. Once
+    a wait has run out, every later call to the store fails at once (the store is gone)."""
+
+    def __init__(self, uri: str, bound: float) -> None:
+        self.uri, self.bound = uri, bound
+        self.since: float | None = None
+        self.gone: str | None = None
+        self.lock = threading.Lock()
+
+    def failed(self, exc: Exception) -> float:
+        """Note a failed call; the seconds left to wait (raises once they have run out)."""
+        reason = " ".join(str(exc).split())[:160]
+        with self.lock:
+            now = time.monotonic()
+            if self.since is None and self.gone is None:
+                self.since = now
+                _say(f"{_where(self.uri)} unreachable ({reason}); retrying for up to "
+                     f"{self.bound:g} s (tracking.retry_seconds)")
+            if self.gone is None and now - self.since >= self.bound:
+                self.gone = (f"tracking.uri: {_where(self.uri)} unreachable for "
+                             f"{self.bound:g} s ({reason}); expected the MLflow server back "
+                             f"within tracking.retry_seconds")
+            if self.gone is not None:
+                raise RipuError(self.gone) from None
+            return self.bound - (now - self.since)
+
+    def answered(self) -> None:
+        with self.lock:
+            if self.since is not None and self.gone is None:
+                _say(f"{_where(self.uri)} answers again after "
+                     f"{time.monotonic() - self.since:.1f} s")
+                self.since = None
+
+
+_OUTAGES: dict[str, _Outage] = {}
+
+
+def _outage(uri: str) -> _Outage:
+    """The process's :class:`_Outage` of ``uri`` (bound :data:`RETRY_SECONDS` until
+    :func:`retry_for` sets it)."""
+    return _OUTAGES.setdefault(uri, _Outage(uri, RETRY_SECONDS))
+
+
+def retry_for(uri: str, seconds: float) -> None:
+    """Let this process's calls to ``uri`` wait up to ``seconds`` while it is unreachable
+    (``tracking.retry_seconds``)."""
+    _outage(uri).bound = seconds
+
+
+def _where(uri: str) -> str:
+    return uri if uri.startswith(("http://", "https://")) else "the tracking store " + uri
+
+
+def _say(text: str) -> None:
+    print(f"ripu: tracking: {text}", file=sys.stderr, flush=True)
+
+
+def _retry(fn: Callable[[], T], uri: str = "", attempts: int = 30, delay: float = 0.1) -> T:
+    """Call ``fn``, retrying transient store errors: SQLite locks ``attempts`` times, an
+    unreachable server (``uri`` given) for as long as its :class:`_Outage` allows."""
+    for i in itertools.count():
         try:
-            return fn()
+            result = fn()
         except Exception as exc:  # noqa: BLE001 - mlflow wraps driver errors inconsistently
             text = str(exc).lower()
-            transient = any(s in text for s in ("locked", "busy", "connection", "timed out",
-                                                "temporarily", "503", "502", "504"))
-            if not transient or i == attempts - 1:
+            if uri and any(s in text for s in _UNREACHABLE):
+                left = _outage(uri).failed(exc)
+                time.sleep(min(delay * 2 ** min(i, 6), 5.0, max(left, 0.1)))
+                continue
+            if not any(s in text for s in _TRANSIENT) or i >= attempts - 1:
                 raise
             time.sleep(delay * min(2 ** i, 20))
+            continue
+        if uri:
+            _outage(uri).answered()
+        return result
     raise AssertionError("unreachable")
 
 
@@ -119,6 +192,9 @@ def _store_lock(uri: str) -> Iterator[None]:
 def _client(uri: str):
     from mlflow.tracking import MlflowClient
 
+    # :func:`_retry` waits for an unreachable server; MLflow's own retries would multiply it
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+
     with _store_lock(uri):
         return MlflowClient(tracking_uri=uri)
 
@@ -138,7 +214,7 @@ def experiment_id(uri: str, name: str) -> str:
             if exp is None:
                 raise
             return exp.experiment_id
-    return _retry(get_or_create)
+    return _retry(get_or_create, uri)
 
 
 class _Lane:
@@ -221,13 +297,20 @@ class Tracker:
     flushes everything before it sets the run's status, and so does the end of the process.
     :meth:`log_file` takes a function that writes the file, so that even drawing it happens
     in the background. Without ``background`` every write is done before the call returns.
+
+    Calls wait for an unreachable store (:class:`_Outage`, :func:`retry_for`). With
+    ``once_per_step``, a continued run keeps one value per metric and step: metrics at steps
+    its earlier attempts logged (a trial replays the steps after its last checkpoint when it
+    resumes) are not sent again.
     """
 
     def __init__(self, uri: str, experiment: str, *, run_name: str | None = None,
                  tags: Mapping[str, str] | None = None, parent_run_id: str | None = None,
-                 run_id: str | None = None, background: bool = False) -> None:
+                 run_id: str | None = None, background: bool = False,
+                 once_per_step: bool = False) -> None:
         self.uri = uri
         self.client = _client(uri)
+        self._logged: dict[str, int] | None = None if run_id and once_per_step else {}
         self.background = background
         self._values = _Lane("ripu-tracking-values", self._send_metrics)
         self._files = _Lane("ripu-tracking-files", self._send_metrics)
@@ -236,16 +319,21 @@ class Tracker:
             if parent_run_id:
                 tags["mlflow.parentRunId"] = parent_run_id
             exp_id = experiment_id(uri, experiment)
-            run = _retry(lambda: self.client.create_run(exp_id, tags=tags, run_name=run_name))
+            run = self._call(lambda: self.client.create_run(exp_id, tags=tags, run_name=run_name))
             run_id = run.info.run_id
         else:
-            _retry(lambda: self.client.update_run(run_id, status="RUNNING"))
+            self._call(lambda: self.client.update_run(run_id, status="RUNNING"))
             self.run_id = run_id
             if tags:
                 self.set_tags(tags)
         self.run_id = run_id
         if background:
             _OPEN.add(self)
+
+    def _call(self, fn: Callable[[], T]) -> T:
+        """``fn`` (a call to the store), retried while the store is unreachable
+        (:func:`_retry`)."""
+        return _retry(fn, self.uri)
 
     def _submit(self, lane: _Lane, kind: str, payload: Any) -> None:
         """Run a write now, or queue it on ``lane``. ``payload``: a function (``"call"``) or
@@ -257,17 +345,28 @@ class Tracker:
         else:
             payload()
 
+    def _last_steps(self) -> dict[str, int]:
+        """The last step of every metric the run had when this tracker took it over."""
+        if self._logged is None:
+            run = self._call(lambda: self.client.get_run(self.run_id))
+            self._logged = {key: max((m.step for m in self._call(
+                lambda key=key: self.client.get_metric_history(self.run_id, key))), default=-1)
+                for key in run.data.metrics}
+        return self._logged
+
     def _send_metrics(self, metrics: list[Any]) -> None:
+        last = self._last_steps()
+        metrics = [m for m in metrics if m.step > last.get(m.key, -1)]
         for i in range(0, len(metrics), METRIC_BATCH):
             chunk = metrics[i:i + METRIC_BATCH]
-            _retry(lambda chunk=chunk: self.client.log_batch(self.run_id, metrics=chunk))
+            self._call(lambda chunk=chunk: self.client.log_batch(self.run_id, metrics=chunk))
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         from mlflow.entities import RunTag
 
         batch = [RunTag(k, str(v)) for k, v in tags.items()]
         self._submit(self._values, "call",
-                     lambda: _retry(lambda: self.client.log_batch(self.run_id, tags=batch)))
+                     lambda: self._call(lambda: self.client.log_batch(self.run_id, tags=batch)))
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Log params (values stringified, truncated to MLflow's limit), 100 per batch; a
@@ -277,11 +376,11 @@ class Tracker:
         items = [Param(k, str(v)[:PARAM_LIMIT]) for k, v in params.items()]
 
         def write() -> None:
-            existing = _retry(lambda: self.client.get_run(self.run_id)).data.params
+            existing = self._call(lambda: self.client.get_run(self.run_id)).data.params
             todo = [p for p in items if p.key not in existing]
             for i in range(0, len(todo), 100):
                 chunk = todo[i:i + 100]
-                _retry(lambda chunk=chunk: self.client.log_batch(self.run_id, params=chunk))
+                self._call(lambda chunk=chunk: self.client.log_batch(self.run_id, params=chunk))
         self._submit(self._values, "call", write)
 
     def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
@@ -297,7 +396,7 @@ class Tracker:
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         """Log a file. In the background the file is read later: do not change it."""
         path = str(path)
-        self._submit(self._files, "call", lambda: _retry(
+        self._submit(self._files, "call", lambda: self._call(
             lambda: self.client.log_artifact(self.run_id, path, artifact_path)))
 
     def log_file(self, write: Callable[[Path], Any], artifact_file: str) -> None:
@@ -310,23 +409,23 @@ class Tracker:
                 local = Path(tmp) / Path(artifact_file).name
                 write(local)
                 folder = str(Path(artifact_file).parent)
-                _retry(lambda: self.client.log_artifact(
+                self._call(lambda: self.client.log_artifact(
                     self.run_id, str(local), None if folder == "." else folder))
         self._submit(self._files, "call", job)
 
     def log_figure(self, figure: Any, artifact_file: str) -> None:
         """Log a matplotlib figure (drawn in the background, if any: do not change it)."""
-        self._submit(self._files, "call", lambda: _retry(
+        self._submit(self._files, "call", lambda: self._call(
             lambda: self.client.log_figure(self.run_id, figure, artifact_file)))
 
     def log_text(self, text: str, artifact_file: str) -> None:
-        self._submit(self._files, "call", lambda: _retry(
+        self._submit(self._files, "call", lambda: self._call(
             lambda: self.client.log_text(self.run_id, text, artifact_file)))
 
     def artifact_names(self, folder: str) -> set[str]:
         """The names of the run's artifacts in ``folder`` (written ones: flushes first)."""
         self.flush()
-        files = _retry(lambda: self.client.list_artifacts(self.run_id, folder))
+        files = self._call(lambda: self.client.list_artifacts(self.run_id, folder))
         return {Path(f.path).name for f in files}
 
     @property
@@ -347,7 +446,7 @@ class Tracker:
         try:
             self.flush()
         finally:
-            _retry(lambda: self.client.set_terminated(self.run_id, status=status))
+            self._call(lambda: self.client.set_terminated(self.run_id, status=status))
 
 
 _OPEN: weakref.WeakSet[Tracker] = weakref.WeakSet()
@@ -366,13 +465,13 @@ def _flush_at_exit() -> None:
 def list_runs(uri: str, experiment: str) -> list[Any]:
     """Every run of ``experiment`` (newest first), or [] when it does not exist."""
     client = _client(uri)
-    exp = _retry(lambda: client.get_experiment_by_name(experiment))
+    exp = _retry(lambda: client.get_experiment_by_name(experiment), uri)
     if exp is None:
         return []
     runs, token = [], None
     while True:
         page = _retry(lambda t=token: client.search_runs([exp.experiment_id],
-                                                         max_results=1000, page_token=t))
+                                                         max_results=1000, page_token=t), uri)
         runs.extend(page)
         token = page.token
         if not token:
@@ -383,7 +482,7 @@ def get_run(uri: str, run_id: str) -> Any | None:
     """The run ``run_id`` (status, metrics, tags), or None when the store has no such run."""
     client = _client(uri)
     try:
-        return _retry(lambda: client.get_run(run_id))
+        return _retry(lambda: client.get_run(run_id), uri)
     except Exception as exc:  # noqa: BLE001 - MlflowException carries the reason as a code
         if getattr(exc, "error_code", "") == "RESOURCE_DOES_NOT_EXIST":
             return None
@@ -393,7 +492,7 @@ def get_run(uri: str, run_id: str) -> Any | None:
 def metric_history(uri: str, run_id: str, key: str) -> list[tuple[int, float]]:
     """``[(step, value), ...]`` of one metric of one run."""
     client = _client(uri)
-    return [(m.step, m.value) for m in _retry(lambda: client.get_metric_history(run_id, key))]
+    return [(m.step, m.value) for m in _retry(lambda: client.get_metric_history(run_id, key), uri)]
 
 
 def read_artifact_text(uri: str, run_id: str, path: str) -> str:
@@ -403,7 +502,7 @@ def read_artifact_text(uri: str, run_id: str, path: str) -> str:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     client = _client(uri)
     with tempfile.TemporaryDirectory() as tmp:
-        local = _retry(lambda: client.download_artifacts(run_id, path, tmp))
+        local = _retry(lambda: client.download_artifacts(run_id, path, tmp), uri)
         return Path(local).read_text()
 
 

@@ -30,8 +30,8 @@ from ripu.engine.checkpoint import read_checkpoint
 from ripu.errors import ConfigError, RipuError
 from ripu.kinds import get_kind
 from ripu.names import ARCH_TRAITS
+from ripu.starts import IMAGENET
 
-IMAGENET = "imagenet"
 INIT_KEY = "init"
 WARMUP_KIND = "source_only"
 # MLflow experiment of every warm-up run (the report leaves it out).

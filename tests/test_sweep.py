@@ -8,6 +8,7 @@ failing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -85,12 +86,16 @@ def children_of(uri: str, experiment: str) -> tuple[list, list]:
     return parents, children
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    root = tmp_path_factory.mktemp("sweep")
+def tiny_setup(root: Path) -> tuple[Path, Config, Path]:
+    """The tiny data, its config and an untrained warm-up checkpoint, under ``root``."""
     data = make_tiny_data(root / "data")
     cfg = tiny_config(data, root)
     return root, cfg, init_checkpoint(cfg, root / "warmup.pt")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return tiny_setup(tmp_path_factory.mktemp("sweep"))
 
 
 # ----------------------------------------------------------------------------- default suite
@@ -104,11 +109,24 @@ class RecordLogs(Callback):
             f.write(json.dumps({"step": step, "metrics": metrics}) + "\n")
 
 
-def _pickle_this_module_by_value() -> None:
+def _pickle_this_module_by_value(module: str = __name__) -> None:
     """Ray workers need not import the tests package: ship test callbacks by value."""
     from ray import cloudpickle
 
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    cloudpickle.register_pickle_by_value(sys.modules[module])
+
+
+def assert_every_metric_once(uri: str, run_id: str, folder: Path, steps: list[int]) -> None:
+    """No metric lost: every metric of every logging step (``RecordLogs``) reached the
+    store, once, at its step."""
+    logged = [json.loads(line) for line in (folder / "logged.jsonl").open()]
+    assert sorted({e["step"] for e in logged}) == steps
+    for key in {k for e in logged for k in e["metrics"]}:
+        expected = dict(sorted((e["step"], e["metrics"][key]) for e in logged
+                               if key in e["metrics"]))  # a replayed step logs equal values
+        history = metric_history(uri, run_id, key)
+        assert [h[0] for h in history] == list(expected), key
+        assert [h[1] for h in history] == pytest.approx(list(expected.values())), key
 
 
 def logging_steps(cfg: Config, kind: str) -> list[int]:
@@ -165,14 +183,7 @@ def test_sweep_on_local_ray_with_mlflow_server(tiny, monkeypatch):
         stored = json.loads((folder / "results.json").read_text())
         assert stored["miou"] == r["miou"] and 0.0 <= r["miou"] <= 1.0
         assert stored["iterations"] == ITERS
-        # No metric lost: every metric of every logging step reached the store, once.
-        logged = [json.loads(line) for line in (folder / "logged.jsonl").open()]
-        assert [e["step"] for e in logged] == logging_steps(cfg, r["kind"])
-        for key in {k for e in logged for k in e["metrics"]}:
-            expected = [(e["step"], e["metrics"][key]) for e in logged if key in e["metrics"]]
-            history = metric_history(uri, run.info.run_id, key)
-            assert [h[0] for h in history] == [e[0] for e in expected], key
-            assert [h[1] for h in history] == pytest.approx([e[1] for e in expected]), key
+        assert_every_metric_once(uri, run.info.run_id, folder, logging_steps(cfg, r["kind"]))
         assert metric_history(uri, run.info.run_id, "val/miou") == [(ITERS, r["miou"])]
         assert run.data.metrics["final/miou"] == pytest.approx(r["miou"])
         rounds = sorted(p.name for p in (folder / "masks").glob("round_*.npz"))
@@ -275,27 +286,44 @@ def _ray_cli() -> str:
     return str(Path(sys.executable).with_name("ray"))
 
 
+@contextlib.contextmanager
+def ray_cluster(workers: int = 1):
+    """A Ray cluster of ``ray start`` nodes of one CPU each on this machine: a head and
+    ``workers`` worker nodes, in its own temp folder (Ray records "the current cluster"
+    there), with token authentication; yields ``(address, head, [worker, ...])`` (the
+    ``ray start --block`` processes). Stopped (SIGTERM to each node) afterwards."""
+    port = free_port()
+    temp = tempfile.mkdtemp(prefix="ripu-rt-", dir="/tmp")
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token"}
+    start = [_ray_cli(), "start", "--block", "--num-cpus", "1", "--disable-usage-stats",
+             "--temp-dir", temp]
+    nodes = [subprocess.Popen([*start, "--head", "--port", str(port), "--include-dashboard",
+                               "false"], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)]
+    try:
+        address = f"127.0.0.1:{port}"
+        time.sleep(8)
+        nodes += [subprocess.Popen([*start, "--address", address], env=env,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                  for _ in range(workers)]
+        _wait_for_nodes(address, 1 + workers, env)
+        yield address, nodes[0], nodes[1:]
+    finally:
+        for proc in reversed(nodes):
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
 @pytest.mark.slow
 def test_sweep_on_a_two_node_ray_cluster_with_a_failing_trial(tiny, tmp_path, monkeypatch):
     root, cfg, init = tiny
     monkeypatch.chdir(tmp_path)
     _pickle_this_module_by_value()
-    port = free_port()
-    # Its own temp folder (Ray records "the current cluster" there), token authentication.
-    temp = tempfile.mkdtemp(prefix="ripu-rt-", dir="/tmp")
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token"}
-    start = [_ray_cli(), "start", "--block", "--num-cpus", "1", "--disable-usage-stats",
-             "--temp-dir", temp]
-    head = subprocess.Popen([*start, "--head", "--port", str(port), "--include-dashboard",
-                             "false"], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    worker = None
-    try:
-        address = f"127.0.0.1:{port}"
-        time.sleep(8)
-        worker = subprocess.Popen([*start, "--address", address], env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _wait_for_nodes(address, 2, env)
+    with ray_cluster(workers=1) as (address, _, _):
         monkeypatch.setenv("RAY_ADDRESS", address)
         monkeypatch.delenv("RAY_AUTH_MODE", raising=False)  # run_sweep finds the token
         cfg = apply_overrides(cfg, {"tracking.uri": f"sqlite:///{tmp_path / 'mlflow.db'}"})
@@ -319,15 +347,6 @@ def test_sweep_on_a_two_node_ray_cluster_with_a_failing_trial(tiny, tmp_path, mo
         status = {c.data.tags["ripu.trial"]: c.info.status for c in children}
         assert status == {"source_only-s0": "FINISHED", "supervised-s0": "FINISHED",
                           failed: "FAILED"}
-    finally:
-        for proc in (worker, head):
-            if proc is not None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-        shutil.rmtree(temp, ignore_errors=True)
 
 
 def _wait_for_nodes(address: str, count: int, env: dict, timeout: float = 120.0) -> None:

@@ -13,7 +13,7 @@ import torch
 
 from ripu.engine.trial_dir import TrialDir
 from ripu.sweep.progress import start_line, trial_line
-from ripu.sweep.state import Plan, committed, final_metrics, plan
+from ripu.sweep.state import Plan, committed, final_metrics, plan, same_start
 from ripu.tracking import Tracker, get_run
 from ripu.trial import trial_config_hash
 from tests.conftest import tiny_config
@@ -55,28 +55,31 @@ def trial_run(cfg, out: Path, *, miou: float | None, status: str | None):
 def test_plan_of_each_trial_state(cfg, tmp_path):
     other = tiny_config(tmp_path / "data", tmp_path, seed=7)
     start = tmp_path / "start"
-    assert plan(start, cfg, None) is Plan.START  # no folder at all
+    assert plan(start, cfg, None, None) is Plan.START  # no folder at all
 
     resume = tmp_path / "resume"
     write_checkpoint(resume, trial_config_hash(cfg))
-    assert plan(resume, cfg, None) is Plan.RESUME
-    assert plan(resume, other, None) is Plan.START  # a checkpoint of another config
+    assert plan(resume, cfg, None, None) is Plan.RESUME
+    assert plan(resume, other, None, None) is Plan.START  # a checkpoint of another config
+    assert plan(resume, cfg, "a" * 64, None) is Plan.RERUN  # its start is another file now
 
     # results.json written, the run not committed: cut before, during or after its metrics
     cut = tmp_path / "cut"
     results = write_results(cut, cfg)
-    assert TrialDir(cut).finished_results(cfg) == results
-    assert TrialDir(cut).finished_results(other) is None
-    assert plan(cut, cfg, None) is Plan.COMMIT
+    assert TrialDir(cut).finished_results(cfg, None) == results
+    assert TrialDir(cut).finished_results(other, None) is None
+    assert plan(cut, cfg, None, None) is Plan.COMMIT
     for miou, status in ((None, None), (MIOU, None), (MIOU, "FAILED"), (MIOU, "KILLED"),
                          (None, "FINISHED"), (0.25, "FINISHED")):
         run = trial_run(cfg, tmp_path / f"run-{miou}-{status}", miou=miou, status=status)
         assert not committed(results, run), (miou, status)
-        assert plan(cut, cfg, run) is Plan.COMMIT
+        assert plan(cut, cfg, None, run) is Plan.COMMIT
 
     done = trial_run(cfg, tmp_path / "done", miou=MIOU, status="FINISHED")
-    assert committed(results, done) and plan(cut, cfg, done) is Plan.DONE
-    assert plan(cut, other, done) is Plan.START  # results of another config count for nothing
+    assert committed(results, done) and plan(cut, cfg, None, done) is Plan.DONE
+    assert plan(cut, other, None, done) is Plan.START  # results of another config count for nothing
+    assert plan(cut, cfg, "a" * 64, done) is Plan.RERUN  # results of another start: run again
+    assert not same_start(done, "a" * 64) and same_start(done, None) and same_start(None, "b")
     assert TrialDir(tmp_path / "done").run_id() == done.info.run_id
     assert TrialDir(start).run_id() is None
     assert get_run(cfg.tracking.uri, "0" * 32) is None

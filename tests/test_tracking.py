@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -18,7 +19,8 @@ from benchmarks.mlflow_overhead import (
 )
 from ripu.engine.callbacks import TrackingCallback
 from ripu.engine.trainer import run_trial
-from ripu.tracking import Tracker, metric_history
+from ripu.errors import RipuError
+from ripu.tracking import Tracker, list_runs, metric_history, retry_for
 from tests.conftest import tiny_config
 
 pytestmark = pytest.mark.integration  # a real MLflow store (and, some, subprocesses)
@@ -147,3 +149,25 @@ def test_resumed_run_logs_the_round_files_it_lacks(tiny_data, tmp_path):
     assert {a.path for a in client.list_artifacts(run_id, "selection")} == {
         "selection/round_0.png", "selection/round_1.png"}
     assert client.get_run(run_id).info.status == "FINISHED"
+
+
+@pytest.mark.integration  # a real MLflow client against a closed port
+def test_an_unreachable_server_is_waited_for_up_to_the_bound_then_fails_in_one_line(capsys):
+    from ripu.tracking import free_port
+
+    uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    started = time.monotonic()
+    retry_for(uri, 3)
+    with pytest.raises(RipuError) as info:
+        Tracker(uri, "gone")
+    waited = time.monotonic() - started
+    message = str(info.value)
+    assert 3 <= waited < 15, waited
+    assert "\n" not in message and message.startswith(f"tracking.uri: {uri} unreachable for 3 s")
+    assert "expected the MLflow server back within tracking.retry_seconds" in message
+    err = capsys.readouterr().err
+    assert f"ripu: tracking: {uri} unreachable" in err and "retrying for up to 3 s" in err
+    started = time.monotonic()
+    with pytest.raises(RipuError, match="unreachable for 3 s"):  # gone: no second wait
+        list_runs(uri, "gone")
+    assert time.monotonic() - started < 1

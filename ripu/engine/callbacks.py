@@ -12,7 +12,7 @@ from ripu.acquisition.state import LabelState
 from ripu.config import Config, dump_yaml, flatten
 from ripu.confusion_image import save_confusion_image
 from ripu.engine.trial_dir import RUN_ID_FILE, TrialDir
-from ripu.tracking import Tracker, check_uri
+from ripu.tracking import Tracker, check_uri, retry_for
 from ripu.trial import trial_tags
 
 if TYPE_CHECKING:  # annotations only
@@ -77,16 +77,19 @@ class TrackingCallback(Callback):
         """A run for the trial in ``out_dir``; a resumed trial continues its own run.
         ``background=False``: every write is done before its hook returns."""
         check_uri(cfg.tracking.uri)
+        retry_for(cfg.tracking.uri, cfg.tracking.retry_seconds)
         trial = TrialDir(out_dir)
         run_id = trial.run_id() if resume else None
         tags = {**trial_tags(cfg), **(extra_tags or {})}
         tracker = Tracker(cfg.tracking.uri, cfg.tracking.experiment, run_id=run_id,
                           run_name=run_name or trial.root.name, tags=tags,
-                          parent_run_id=parent_run_id, background=background)
+                          parent_run_id=parent_run_id, background=background,
+                          once_per_step=True)
         trial.write_run_id(tracker.run_id)  # atomic: a resume never reads half an id
         return cls(tracker)
 
     def on_start(self, trainer: Trainer) -> None:
+        self.tracker.set_tags(trainer.start.tags())  # where its weights start (ripu.starts)
         self.tracker.log_params(flatten(trainer.cfg))
         self.tracker.log_text(dump_yaml(trainer.cfg), "config.yaml")
         if trainer.rounds_done:  # resumed after selection rounds

@@ -2,7 +2,8 @@
 
 Every read passes ``weights_only=True``: no code runs from a file. A trial checkpoint is a
 dict of plain tensors and numbers (:func:`save_trial_checkpoint`); ``config_hash`` is the
-trial's :func:`ripu.trial.trial_config_hash`, so a checkpoint of another config is refused.
+trial's :func:`ripu.trial.trial_config_hash` and ``start_sha256`` the hash of the weights it
+started from (:mod:`ripu.starts`), so a checkpoint of another config or start is refused.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 
 from ripu.errors import RipuError
 from ripu.io import atomic_path
+from ripu.starts import Start
 
 CHECKPOINT_VERSION = 1
 
@@ -67,7 +69,8 @@ def load_weights(model: torch.nn.Module, path: str | Path) -> None:
 class TrialCheckpoint:
     """What a trial needs to continue exactly where it stopped.
 
-    ``model`` / ``optimizer``: state dicts. ``pseudo``: hybrid pseudo-label maps
+    ``model`` / ``optimizer``: state dicts. ``start_sha256``: the start's file hash (None:
+    the model as built, no file). ``pseudo``: hybrid pseudo-label maps
     ``{image id: uint8 (H, W)}`` (None: none). ``torch_rng``: torch's global CPU RNG state.
     """
 
@@ -79,6 +82,7 @@ class TrialCheckpoint:
     num_classes: int
     arch: str
     backbone: str | None = None
+    start_sha256: str | None = None
     seconds: float = 0.0
     torch_rng: torch.Tensor | None = None
     pseudo: dict[str, np.ndarray] | None = field(default=None, repr=False)
@@ -90,7 +94,7 @@ def save_trial_checkpoint(path: str | Path, ckpt: TrialCheckpoint) -> Path:
         "version": CHECKPOINT_VERSION, "model": ckpt.model, "optimizer": ckpt.optimizer,
         "iteration": ckpt.iteration, "rounds_done": ckpt.rounds_done,
         "config_hash": ckpt.config_hash, "num_classes": ckpt.num_classes, "arch": ckpt.arch,
-        "backbone": ckpt.backbone, "seconds": ckpt.seconds,
+        "backbone": ckpt.backbone, "start_sha256": ckpt.start_sha256, "seconds": ckpt.seconds,
         "torch_rng": ckpt.torch_rng if ckpt.torch_rng is not None else torch.get_rng_state(),
         "pseudo": {k: torch.from_numpy(v) for k, v in (ckpt.pseudo or {}).items()},
     }
@@ -99,9 +103,10 @@ def save_trial_checkpoint(path: str | Path, ckpt: TrialCheckpoint) -> Path:
     return Path(path)
 
 
-def load_trial_checkpoint(path: str | Path, config_hash: str) -> TrialCheckpoint:
-    """Read a trial checkpoint written with ``config_hash``; RipuError (one line, saying to
-    drop ``--resume``) for an unreadable file or one of another config."""
+def load_trial_checkpoint(path: str | Path, config_hash: str, start: Start) -> TrialCheckpoint:
+    """Read a trial checkpoint written with ``config_hash`` from ``start``; RipuError (one
+    line, saying to drop ``--resume``) for an unreadable file, one of another config, or one
+    whose start's file has changed since (a rebuilt warm-up)."""
     path = Path(path)
     try:
         raw = read_checkpoint(path)
@@ -112,17 +117,25 @@ def load_trial_checkpoint(path: str | Path, config_hash: str) -> TrialCheckpoint
     if not isinstance(raw, dict) or raw.get("config_hash") != config_hash:
         raise RipuError(f"--resume: {path.parent.parent} was started with another config "
                         f"(see its config.yaml); expected the same params, or drop --resume")
+    if raw.get("start_sha256") != start.sha256:
+        was = raw.get("start_sha256")
+        raise RipuError(f"resume: {path.parent.parent} started from weights with sha256 "
+                        f"{was[:12] if was else 'none'}, its start is now {start.describe()}; "
+                        f"expected the start it began from (rebuilt since?): rerun it afresh "
+                        f"(drop --resume; a new sweep does so)")
     return TrialCheckpoint(
         model=raw["model"], optimizer=raw["optimizer"], iteration=raw["iteration"],
         rounds_done=raw["rounds_done"], config_hash=raw["config_hash"],
         num_classes=raw.get("num_classes", 0), arch=raw.get("arch", ""),
-        backbone=raw.get("backbone"), seconds=raw.get("seconds", 0.0), torch_rng=raw["torch_rng"],
+        backbone=raw.get("backbone"), start_sha256=raw.get("start_sha256"),
+        seconds=raw.get("seconds", 0.0), torch_rng=raw["torch_rng"],
         pseudo={k: v.numpy() for k, v in raw["pseudo"].items()} or None)
 
 
-def checkpoint_config_hash(path: str | Path) -> str | None:
-    """The ``config_hash`` of a trial checkpoint, None when missing or unreadable (a
-    truncated or foreign file). Maps the file: only the small header entries are read."""
+def checkpoint_identity(path: str | Path) -> tuple[str, str | None] | None:
+    """``(config_hash, start_sha256)`` of a trial checkpoint, None when missing or
+    unreadable (a truncated or foreign file). Maps the file: only the small header entries
+    are read."""
     path = Path(path)
     if not path.is_file():
         return None
@@ -130,4 +143,6 @@ def checkpoint_config_hash(path: str | Path) -> str | None:
         ckpt = read_checkpoint(path, mmap=True)
     except Exception:  # noqa: BLE001 - a truncated or foreign file
         return None
-    return ckpt.get("config_hash") if isinstance(ckpt, dict) else None
+    if not isinstance(ckpt, dict) or "config_hash" not in ckpt:
+        return None
+    return ckpt["config_hash"], ckpt.get("start_sha256")

@@ -46,6 +46,7 @@ from ripu.errors import TrainingDiverged
 from ripu.kinds import get_kind
 from ripu.selftrain.runner import full_pseudo_labels
 from ripu.selftrain.train import train_lse
+from ripu.starts import start_of
 from ripu.tracking import check_uri
 from ripu.trial import trial_config_hash
 from ripu.warmups import model_signature
@@ -84,6 +85,7 @@ class Trainer:
         self.model = build_model_from(cfg, self.device)
         if init:
             load_weights(self.model, init)
+        self.start = start_of(cfg, init)  # what the weights start from (ripu.starts)
         self.optimizer = build_optimizer(self.model, cfg.optim)
         self.objective = Objective(self.kind.terms, cfg.loss,
                                    joint=getattr(self.model, "per_image", False))
@@ -142,7 +144,7 @@ class Trainer:
             model=self.model.state_dict(), optimizer=self.optimizer.state_dict(),
             iteration=self.iteration, rounds_done=self.rounds_done,
             config_hash=trial_config_hash(self.cfg), **model_signature(self.cfg),
-            seconds=self.seconds, torch_rng=torch.get_rng_state(), pseudo=self.pseudo)
+            start_sha256=self.start.sha256, seconds=self.seconds, torch_rng=torch.get_rng_state(), pseudo=self.pseudo)
         self.callbacks.on_before_checkpoint(self, path)
         save_trial_checkpoint(path, ckpt)
         self.callbacks.on_checkpoint(self, path)
@@ -150,7 +152,8 @@ class Trainer:
 
     def load_checkpoint(self) -> None:
         """Continue from the trial checkpoint: weights, optimiser, iteration, label state."""
-        ckpt = load_trial_checkpoint(self.trial_dir.checkpoint, trial_config_hash(self.cfg))
+        ckpt = load_trial_checkpoint(self.trial_dir.checkpoint, trial_config_hash(self.cfg),
+                                     self.start)
         self.model.load_state_dict(ckpt.model)
         self.optimizer.load_state_dict(ckpt.optimizer)
         self.iteration, self.rounds_done = ckpt.iteration, ckpt.rounds_done
@@ -294,6 +297,7 @@ class Trainer:
         results = {
             "kind": self.cfg.train.kind, "seed": self.cfg.seed, "iterations": self.iteration,
             "resume_hash": trial_config_hash(self.cfg),
+            "start": self.start.name, "start_sha256": self.start.sha256,
             "strategy": a.strategy if selects else None,
             "budget": a.budget if selects else 0.0,
             "labelled_fraction": self.labelled_fraction(), "seconds": round(self.seconds, 3),

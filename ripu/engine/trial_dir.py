@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ripu.config import Config, dump_yaml, load_config
-from ripu.engine.checkpoint import checkpoint_config_hash
+from ripu.engine.checkpoint import checkpoint_identity
 from ripu.errors import RipuError
 from ripu.io import write_json, write_text
 from ripu.trial import trial_config_hash
@@ -71,8 +71,27 @@ class TrialDir:
 
     # ------------------------------------------------------------------ state
 
-    def finished_results(self, cfg: Config) -> dict[str, Any] | None:
-        """The stored results when this exact config (its trial config hash) produced them."""
+    def finished_results(self, cfg: Config, start: str | None) -> dict[str, Any] | None:
+        """The stored results when this exact config (its trial config hash) produced them
+        from the start whose file hash is ``start`` (None: no weights file)."""
+        results = self._results(cfg)
+        if results is None or results.get("start_sha256") != start:
+            return None
+        return results
+
+    def can_resume(self, cfg: Config, start: str | None) -> bool:
+        """True when the folder holds a checkpoint written with this config from ``start``."""
+        return checkpoint_identity(self.checkpoint) == (trial_config_hash(cfg), start)
+
+    def start_changed(self, cfg: Config, start: str | None) -> bool:
+        """True when results or a checkpoint of this config hold another start than
+        ``start`` (a rebuilt warm-up, or files from before starts were recorded)."""
+        results, ckpt = self._results(cfg), checkpoint_identity(self.checkpoint)
+        return (results is not None and results.get("start_sha256") != start) or \
+            (ckpt is not None and ckpt[0] == trial_config_hash(cfg) and ckpt[1] != start)
+
+    def _results(self, cfg: Config) -> dict[str, Any] | None:
+        """results.json when this config (its trial config hash) wrote it."""
         try:
             results = json.loads(self.results_file.read_text())
         except (OSError, ValueError):
@@ -81,10 +100,6 @@ class TrialDir:
                 results.get("resume_hash") != trial_config_hash(cfg):
             return None
         return results
-
-    def can_resume(self, cfg: Config) -> bool:
-        """True when the folder holds a checkpoint written with this config."""
-        return checkpoint_config_hash(self.checkpoint) == trial_config_hash(cfg)
 
     def same_config(self, cfg: Config) -> bool:
         """True when ``config.yaml`` (written as each attempt starts) is this config's."""

@@ -19,7 +19,7 @@ from ripu.kinds import KINDS, get_kind
 from ripu.report.names import budget_label, is_point_strategy, method_id, order_classes
 from ripu.tracking import read_artifact_text
 
-_TAIL = ["seconds", "params_hash", "git_revision", "run_id"]
+_TAIL = ["seconds", "start", "start_sha256", "params_hash", "git_revision", "run_id"]
 
 
 @dataclass(frozen=True)
@@ -135,6 +135,7 @@ def _row(run: Any, experiment: str) -> dict[str, Any]:
     row.update({f"iou_{k[len('final/iou/'):]}": v for k, v in metrics.items()
                 if k.startswith("final/iou/")})
     row.update({"seconds": metrics.get("final/seconds", math.nan),
+                "start": t.get("ripu.start", ""), "start_sha256": t.get("ripu.start_sha256", ""),
                 "params_hash": t.get("ripu.params_hash", ""),
                 "git_revision": t.get("ripu.git_revision", ""), "run_id": run.info.run_id})
     return row

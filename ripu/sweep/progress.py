@@ -7,7 +7,9 @@ sweeps, the time is the trial's own training time. On a terminal a tqdm bar foll
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 from typing import Any
 
 
@@ -57,7 +59,7 @@ def trial_log(total: int, done_before: int, bar: bool):
 
         def on_trial_error(self, iteration, trials, trial, **info) -> None:
             self.done += 1
-            lines = str(trial.get_error() or "").strip().splitlines()
+            lines = _error_text(trial).strip().splitlines()
             self._line(trial_line(self.done, total, trial.config["trial"], {},
                                   error=lines[-1][:200] if lines else "see the Ray log"))
 
@@ -65,3 +67,12 @@ def trial_log(total: int, done_before: int, bar: bool):
             self.bar.close()
 
     return TrialLog()
+
+
+def _error_text(trial) -> str:
+    """A failed Ray Tune trial's traceback: from its storage, or (not synced there yet) from
+    its local folder."""
+    text = trial.get_error()
+    if text is None and trial.error_file and os.path.isfile(trial.error_file):
+        text = Path(trial.error_file).read_text()
+    return str(text or "")

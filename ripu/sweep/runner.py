@@ -4,7 +4,8 @@ The driver plans each trial from its folder and its MLflow run (:mod:`ripu.sweep
 opens the parent run (:mod:`ripu.sweep.parent_run`), runs what is not done in a Ray session
 (:mod:`ripu.sweep.session`), then collects the results and closes the runs of trials that
 failed or were stopped by the search scheduler. Interrupted (Ctrl-C), it stops at once and
-marks the parent run KILLED; the next sweep finishes every trial left behind.
+marks the parent run KILLED; SIGTERM (preemption) does the same
+(:mod:`ripu.sweep.preempt`). The next sweep finishes every trial left behind.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from ripu.engine.trial_dir import TrialDir
 from ripu.errors import RipuError
 from ripu.experiments import Experiment, Trial, load_experiment
 from ripu.kinds import get_kind
+from ripu.starts import Start, start_of
 from ripu.sweep.parent_run import (
     abandon_parent_run,
     close_trial_run,
@@ -33,10 +35,11 @@ from ripu.sweep.parent_run import (
     read_id,
     runs_by_id,
 )
+from ripu.sweep.preempt import sigterm_as_interrupt
 from ripu.sweep.progress import start_line
 from ripu.sweep.session import fit, services
 from ripu.sweep.state import Plan, plan
-from ripu.tracking import absolute_uri, check_uri
+from ripu.tracking import absolute_uri, check_uri, retry_for
 from ripu.warmups import check_inits, trial_inits
 
 STATUSES = ("finished", "skipped", "stopped", "failed")
@@ -56,7 +59,8 @@ def validate_inputs(trials: Sequence[Trial], inits: dict[str, str | None]) -> No
             Trainer(trial.cfg, Path(tempfile.gettempdir()), init=init, progress=False)
 
 
-def _plans(exp: Experiment, out_root: Path, known: dict[str, Any]) -> dict[str, Plan]:
+def _plans(exp: Experiment, out_root: Path, known: dict[str, Any],
+           starts: dict[str, Start]) -> dict[str, Plan]:
     """Each trial's plan; a run id whose run is gone (store deleted) is forgotten, so that
     the trial starts a new run."""
     plans = {}
@@ -66,10 +70,12 @@ def _plans(exp: Experiment, out_root: Path, known: dict[str, Any]) -> dict[str, 
         run_id = read_id(id_file, known)
         if run_id is None:
             id_file.unlink(missing_ok=True)
-        plans[t.name] = plan(out, t.cfg, known.get(run_id) if run_id else None)
+        plans[t.name] = plan(out, t.cfg, starts[t.name].sha256,
+                             known.get(run_id) if run_id else None)
     return plans
 
 
+@sigterm_as_interrupt()  # preemption stops a sweep as Ctrl-C does
 def run_sweep(cfg: Config, experiment_file: str | Path, *, init: str | Path | None = None,
               warmups: str | Path | None = None, out_dir: str | Path = Path("runs"),
               progress: bool = True,
@@ -85,8 +91,9 @@ def run_sweep(cfg: Config, experiment_file: str | Path, *, init: str | Path | No
     ``callbacks`` are extra trainer callbacks (picklable) given to every trial, called before
     its tracking callback. Prints a line per finished trial. Raises ConfigError for a bad
     experiment file before anything starts, RipuError naming the trials that still failed
-    after ``sweep.max_failures`` retries once the others are done; KeyboardInterrupt stops
-    Ray and the tracking server at once.
+    after ``sweep.max_failures`` retries once the others are done; KeyboardInterrupt (Ctrl-C,
+    or SIGTERM as :class:`ripu.sweep.preempt.Terminated`) stops Ray and the tracking server
+    at once.
     """
     exp = load_experiment(experiment_file, cfg, root=Path.cwd())
     trial_resources(cfg.sweep)  # an impossible data-parallel split fails before anything
@@ -96,13 +103,15 @@ def run_sweep(cfg: Config, experiment_file: str | Path, *, init: str | Path | No
                         f"warm-up model")
     uri = absolute_uri(cfg.tracking.uri, Path.cwd())
     check_uri(uri)
+    retry_for(uri, cfg.tracking.retry_seconds)
     out_root = (Path(out_dir) / exp.name).resolve()
     inits = trial_inits(exp.trials, exp.name, init=init_path, folder=warmups)
     validate_inputs(exp.trials, inits)
+    starts = {t.name: start_of(t.cfg, inits[t.name]) for t in exp.trials}
     started = time.perf_counter()
 
     known = runs_by_id(uri, exp.name)
-    plans = _plans(exp, out_root, known)
+    plans = _plans(exp, out_root, known, starts)
     todo = [t for t in exp.trials if plans[t.name] is not Plan.DONE]
     info = {"experiment_file": str(exp.path), "trials": len(exp.trials),
             "init": init_path or ", ".join(sorted({t.init for t in exp.trials})),
@@ -113,7 +122,8 @@ def run_sweep(cfg: Config, experiment_file: str | Path, *, init: str | Path | No
     print(start_line(exp.name, {p.value: sum(v is p for v in plans.values()) for p in Plan}),
           flush=True)
     try:
-        results, failed = _run(cfg, exp, todo, out_root=out_root, inits=inits, uri=uri,
+        results, failed = _run(cfg, exp, todo, out_root=out_root, inits=inits, starts=starts,
+                               uri=uri,
                                parent_id=parent.run_id, address=ray_address, storage=storage,
                                progress=progress, callbacks=callbacks)
         counts = {s: sum(r["status"] == s for r in results) for s in STATUSES}
@@ -133,29 +143,31 @@ def run_sweep(cfg: Config, experiment_file: str | Path, *, init: str | Path | No
 
 
 def _run(cfg: Config, exp: Experiment, todo: list[Trial], *, out_root: Path,
-         inits: dict[str, str | None], uri: str, parent_id: str, address: str | None, storage: str | Path | None,
+         inits: dict[str, str | None], starts: dict[str, Start], uri: str, parent_id: str,
+         address: str | None, storage: str | Path | None,
          progress: bool, callbacks: Sequence[Callback]
          ) -> tuple[list[dict[str, Any]], list[str]]:
     """Run ``todo`` in a Ray session (none when empty); the collected results."""
     if not todo:
-        return _collect(exp, [], None, out_root, uri)
+        return _collect(exp, [], None, out_root, uri, starts)
     own_storage = storage is None
     store = Path(tempfile.mkdtemp(prefix="ripu-ray-") if own_storage else storage).resolve()
     store.mkdir(parents=True, exist_ok=True)
     try:
         with services(cfg, uri, address, len(todo)) as server_uri:
-            grid = fit(cfg, exp, todo, out_root=out_root, inits=inits, tracking_uri=server_uri,
+            grid = fit(cfg, exp, todo, out_root=out_root, inits=inits, starts=starts,
+                       tracking_uri=server_uri,
                        parent_id=parent_id, storage=store,
                        done_before=len(exp.trials) - len(todo), progress=progress,
                        callbacks=callbacks)
-            return _collect(exp, todo, grid, out_root, server_uri)
+            return _collect(exp, todo, grid, out_root, server_uri, starts)
     finally:
         if own_storage:
             shutil.rmtree(store, ignore_errors=True)
 
 
-def _collect(exp: Experiment, todo: list[Trial], grid, out_root: Path,
-             uri: str) -> tuple[list[dict[str, Any]], list[str]]:
+def _collect(exp: Experiment, todo: list[Trial], grid, out_root: Path, uri: str,
+             starts: dict[str, Start]) -> tuple[list[dict[str, Any]], list[str]]:
     """Per-trial results in experiment order; close the MLflow runs of failed/stopped trials."""
     errors: dict[str, str] = {}
     last: dict[str, dict[str, Any]] = {}
@@ -172,7 +184,7 @@ def _collect(exp: Experiment, todo: list[Trial], grid, out_root: Path,
     for t in exp.trials:
         out = out_root / t.name
         folder = TrialDir(out)
-        stored = folder.finished_results(t.cfg)
+        stored = folder.finished_results(t.cfg, starts[t.name].sha256)
         row: dict[str, Any] = {"trial": t.name, "dir": str(out)}
         if stored is not None:
             row.update(stored, status="finished" if t.name in ran else "skipped")

@@ -27,6 +27,7 @@ from ripu.engine.distributed import trial_resources
 from ripu.errors import RipuError
 from ripu.experiments import Experiment, Trial
 from ripu.ray_cluster import start_ray
+from ripu.starts import Start
 from ripu.sweep.progress import trial_log
 from ripu.sweep.trial import trial_main
 from ripu.tracking import serve
@@ -113,7 +114,8 @@ def _scheduler(exp: Experiment, max_t: int):
 
 
 def fit(cfg: Config, exp: Experiment, todo: list[Trial], *, out_root: Path,
-        inits: dict[str, str | None], tracking_uri: str, parent_id: str, storage: Path, done_before: int, progress: bool,
+        inits: dict[str, str | None], starts: dict[str, Start], tracking_uri: str,
+        parent_id: str, storage: Path, done_before: int, progress: bool,
         callbacks: Sequence[Callback]) -> Any:
     """Run ``todo`` with Ray Tune (a line per finished trial, see :mod:`ripu.sweep.progress`);
     returns the ResultGrid. A KeyboardInterrupt propagates at once."""
@@ -123,6 +125,7 @@ def fit(cfg: Config, exp: Experiment, todo: list[Trial], *, out_root: Path,
     s = cfg.sweep
     trainable = tune.with_parameters(
         trial_main, trials={t.name: t for t in todo}, out_root=str(out_root), inits=inits,
+        starts=starts,
         tracking_uri=tracking_uri, parent_run_id=parent_id, experiment=exp.name,
         callbacks=list(callbacks))
     trainable = tune.with_resources(trainable, trial_resources(s))

@@ -1,4 +1,4 @@
-"""Trial checkpoints: round trip, refusal of another config or a broken file."""
+"""Trial checkpoints: round trip, refusal of another config or start, or a broken file."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ from ripu.engine.checkpoint import (
     save_trial_checkpoint,
 )
 from ripu.errors import RipuError
+from ripu.starts import Start
+
+NO_FILE = Start("imagenet", None, None)  # a model built from model.* alone
 
 
 def test_round_trip_keeps_every_field(tmp_path):
@@ -20,7 +23,7 @@ def test_round_trip_keeps_every_field(tmp_path):
                            iteration=7, rounds_done=2, config_hash="h1", num_classes=19,
                            arch="small", seconds=1.5, pseudo=pseudo)
     path = save_trial_checkpoint(tmp_path / "c" / "last.pt", ckpt)
-    back = load_trial_checkpoint(path, "h1")
+    back = load_trial_checkpoint(path, "h1", NO_FILE)
     assert (back.iteration, back.rounds_done, back.seconds, back.arch) == (7, 2, 1.5, "small")
     assert torch.equal(back.model["w"], torch.arange(3.))
     assert np.array_equal(back.pseudo["a"], pseudo["a"])
@@ -28,7 +31,7 @@ def test_round_trip_keeps_every_field(tmp_path):
     no_pseudo = save_trial_checkpoint(tmp_path / "d.pt", TrialCheckpoint(
         model={}, optimizer={}, iteration=0, rounds_done=0, config_hash="h1", num_classes=1,
         arch="small"))
-    assert load_trial_checkpoint(no_pseudo, "h1").pseudo is None
+    assert load_trial_checkpoint(no_pseudo, "h1", NO_FILE).pseudo is None
 
 
 def test_another_config_or_a_broken_file_is_refused(tmp_path):
@@ -36,7 +39,20 @@ def test_another_config_or_a_broken_file_is_refused(tmp_path):
         model={}, optimizer={}, iteration=0, rounds_done=0, config_hash="h1", num_classes=1,
         arch="small"))
     with pytest.raises(RipuError, match="was started with another config"):
-        load_trial_checkpoint(path, "h2")
+        load_trial_checkpoint(path, "h2", NO_FILE)
     path.write_bytes(b"not a checkpoint")
     with pytest.raises(RipuError, match="unreadable checkpoint"):
-        load_trial_checkpoint(path, "h1")
+        load_trial_checkpoint(path, "h1", NO_FILE)
+
+
+def test_a_checkpoint_from_another_start_is_refused_in_one_line(tmp_path):
+    path = save_trial_checkpoint(tmp_path / "t" / "checkpoints" / "last.pt", TrialCheckpoint(
+        model={}, optimizer={}, iteration=0, rounds_done=0, config_hash="h1", num_classes=1,
+        arch="small", start_sha256="a" * 64))
+    assert load_trial_checkpoint(path, "h1", Start("source_only", "w.pt", "a" * 64)).iteration == 0
+    for now in (Start("source_only", "w.pt", "b" * 64), NO_FILE):
+        with pytest.raises(RipuError) as info:
+            load_trial_checkpoint(path, "h1", now)
+        message = str(info.value)
+        assert "\n" not in message and "started from weights with sha256 aaaaaaaaaaaa" in message
+        assert f"its start is now {now.describe()}" in message

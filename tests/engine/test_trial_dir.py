@@ -6,7 +6,7 @@ import json
 
 import torch
 
-from ripu.engine.checkpoint import TrialCheckpoint, checkpoint_config_hash, save_trial_checkpoint
+from ripu.engine.checkpoint import TrialCheckpoint, checkpoint_identity, save_trial_checkpoint
 from ripu.engine.trial_dir import TrialDir
 from ripu.trial import trial_config_hash
 from tests.conftest import tiny_config
@@ -17,10 +17,10 @@ def _touch(path):
     path.write_text("x")
 
 
-def _checkpoint(cfg) -> TrialCheckpoint:
+def _checkpoint(cfg, start_sha256: str | None = None) -> TrialCheckpoint:
     return TrialCheckpoint(model={"w": torch.ones(2)}, optimizer={}, iteration=3,
                            rounds_done=1, config_hash=trial_config_hash(cfg), num_classes=19,
-                           arch="small")
+                           arch="small", start_sha256=start_sha256)
 
 
 def test_layout(tmp_path):
@@ -57,14 +57,31 @@ def test_finished_and_resumable_follow_the_config_hash(tmp_path):
     device_only = tiny_config(tmp_path, tmp_path, **{"train.device": "cpu",
                                                      "tracking.experiment": "elsewhere"})
     t = TrialDir(tmp_path / "t")
-    assert t.finished_results(cfg) is None and not t.can_resume(cfg)
+    assert t.finished_results(cfg, None) is None and not t.can_resume(cfg, None)
     save_trial_checkpoint(t.checkpoint, _checkpoint(cfg))
-    assert checkpoint_config_hash(t.checkpoint) == trial_config_hash(cfg)
-    assert t.can_resume(cfg) and t.can_resume(device_only) and not t.can_resume(other)
-    t.write_results({"resume_hash": trial_config_hash(cfg), "miou": 0.5})
-    assert t.finished_results(cfg) == json.loads(t.results_file.read_text())
-    assert t.finished_results(other) is None
+    assert checkpoint_identity(t.checkpoint) == (trial_config_hash(cfg), None)
+    assert t.can_resume(cfg, None) and t.can_resume(device_only, None)
+    assert not t.can_resume(other, None)
+    t.write_results({"resume_hash": trial_config_hash(cfg), "start_sha256": None, "miou": 0.5})
+    assert t.finished_results(cfg, None) == json.loads(t.results_file.read_text())
+    assert t.finished_results(other, None) is None
     t.checkpoint.write_bytes(t.checkpoint.read_bytes()[:50])  # truncated: start afresh
-    assert not t.can_resume(cfg)
+    assert not t.can_resume(cfg, None)
     t.results_file.write_text("{")
-    assert t.finished_results(cfg) is None
+    assert t.finished_results(cfg, None) is None
+
+
+def test_files_of_another_start_count_for_nothing(tmp_path):
+    cfg = tiny_config(tmp_path, tmp_path)
+    other = tiny_config(tmp_path, tmp_path, **{"seed": 1})
+    old, new = "a" * 64, "b" * 64
+    t = TrialDir(tmp_path / "t")
+    assert not t.start_changed(cfg, new)  # nothing there
+    save_trial_checkpoint(t.checkpoint, _checkpoint(cfg, start_sha256=old))
+    assert t.can_resume(cfg, old) and not t.can_resume(cfg, new) and not t.can_resume(cfg, None)
+    assert t.start_changed(cfg, new) and not t.start_changed(cfg, old)
+    assert not t.start_changed(other, new)  # another config: started afresh, not rerun
+    t.write_results({"resume_hash": trial_config_hash(cfg), "start_sha256": old, "miou": 0.5})
+    assert t.finished_results(cfg, old) is not None and t.finished_results(cfg, new) is None
+    t.checkpoint.unlink()
+    assert t.start_changed(cfg, new) and not t.start_changed(cfg, old)

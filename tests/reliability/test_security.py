@@ -227,7 +227,7 @@ def test_no_loader_runs_code_from_a_checkpoint(tiny_data, tmp_path):
     trial = tmp_path / "trial"
     (trial / "checkpoints").mkdir(parents=True)
     shutil.copy(evil, trial / "checkpoints" / "last.pt")
-    assert TrialDir(trial).can_resume(cfg) is False
+    assert TrialDir(trial).can_resume(cfg, None) is False
     with pytest.raises(RipuError, match="unreadable checkpoint"):
         run_trial(cfg, trial, resume=True, progress=False, callbacks=[])
     assert not marker.exists()
