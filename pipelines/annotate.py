@@ -24,6 +24,7 @@ from ripu.config import Config
 from ripu.engine.trainer import run_trial
 from ripu.engine.trial_dir import TrialDir
 from ripu.errors import ConfigError
+from ripu.starts import start_of
 from ripu.warmups import trial_inits
 
 
@@ -36,11 +37,13 @@ def run(root: Path, cfg: Config) -> None:
     waiting: list[AwaitingLabels] = []
     for trial in exp.trials:
         folder = TrialDir(root / RUNS / exp.name / trial.name)
-        done = folder.finished_results(trial.cfg)
+        start = start_of(trial.cfg, inits[trial.name]).sha256
+        done = folder.finished_results(trial.cfg, start)
         if done is None:
             try:
                 done = run_trial(trial.cfg, folder.root, init=inits[trial.name],
-                                 resume=folder.can_resume(trial.cfg), progress=show_progress())
+                                 resume=folder.can_resume(trial.cfg, start),
+                                 progress=show_progress())
             except AwaitingLabels as wait:
                 waiting.append(wait)
                 continue
