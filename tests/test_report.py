@@ -138,7 +138,11 @@ def store(tmp_path_factory) -> dict:
         log_trial(uri, exp, f"ra-{seed}", "active", "ripu_region", seed, miou,
                   arch="deeplabv2")
     log_trial(uri, exp, "pa-0", "active", "ripu_point", 0, 0.55, arch="deeplabv2")
+    # LSE on two networks, with one source-only start on DeepLab-v2: never averaged or paired
+    # across networks
+    log_trial(uri, exp, "src-0", "source_only", "source_only", 0, 0.40, arch="deeplabv2")
     log_trial(uri, exp, "lse-0", "lse", "lse", 0, 0.45, arch="deeplabv2")
+    log_trial(uri, exp, "lse-vgg-0", "lse", "lse", 0, 0.38, arch="vgg16_fcn8s")
 
     log_trial(uri, "only_failed", "x", "active", "ripu_region", 0, 0.5, status="FAILED")
     return {"root": root, "uri": uri, "dedup": dedup}
@@ -259,11 +263,38 @@ def test_paper_table_for_gta5(store):
             in md)
     assert f"| RIPU-PA | DeepLab-v2 R101 | 40 px/image | 65.5 | 55.00 {ours.format(n=1)} |" in md
     assert f"| LSE + focal loss | DeepLab-v2 R101 | 0 | 47.5 | 45.00 {ours.format(n=1)} |" in md
+    assert "| LSE + focal loss | VGG16-FCN8s | 0 | 39.0 | 38.00 (n=1, vgg16_fcn8s) |" in md
     for row in ("| RIPU-RA | DeepLab-v3+ R101 | 5% | 71.2 | not run |",
-                "| LSE + focal loss | VGG16-FCN8s | 0 | 39.0 | not run |",
                 "| MADA | DeepLab-v3+ | 5% | 64.9 | not run |"):
         assert row in md
     assert "SYNTHIA" not in md  # only the matching setting's rows
+
+
+def test_a_method_on_two_networks_is_two_groups(store):
+    """LSE on DeepLab-v2 (45) and on VGG16-FCN8s (38) in one experiment: two summary rows and
+    metrics keys, never one mean of 41.5; LSE is paired with source-only on its own network
+    only; the ordering checks compare groups of one network."""
+    out = store["root"] / "rep_gta5_networks"
+    build_report(store["uri"], experiment="gta5_to_cityscapes", out_dir=out)
+    summary = pd.read_csv(out / "summary.csv")
+    lse = summary[summary["method"] == "lse"]
+    assert sorted(zip(lse["network"], lse["miou_mean"], lse["n"], strict=True)) == [
+        ("deeplabv2/resnet101", 45.0, 1), ("vgg16_fcn8s", 38.0, 1)]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["lse@0%@deeplabv2/resnet101"]["miou_mean"] == 45.0
+    assert metrics["lse@0%@vgg16_fcn8s"]["miou_mean"] == 38.0
+    assert "lse@0%" not in metrics
+    paired = pd.read_csv(out / "paired.csv")
+    assert list(zip(paired["method"], paired["network"], paired["mean_diff"], strict=True)) == [
+        ("lse", "deeplabv2/resnet101", 5.0)]
+    md = flat((out / "summary.md").read_text())
+    assert "| LSE | vgg16_fcn8s | 0% | 1 | 38.00 | 38.00 – 38.00 |" in md
+    assert "| LSE | deeplabv2/resnet101 | 0% | 1 | 45.00 | 45.00 – 45.00 |" in md
+    assert ("- ✗ LSE @ 0% on deeplabv2/resnet101 (45.00) < RIPU-PA @ 40 px/image on "
+            "deeplabv2/resnet101 (55.00)") not in md  # 45 < 55 holds: a tick
+    assert ("- ✓ LSE @ 0% on deeplabv2/resnet101 (45.00) < RIPU-PA @ 40 px/image on "
+            "deeplabv2/resnet101 (55.00)") in md
+    assert "LSE @ 0% on vgg16_fcn8s (38.00) <" not in md  # no RIPU on VGG to compare with
 
 
 def test_rebuild_is_byte_identical(store, synthetic):

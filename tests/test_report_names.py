@@ -72,12 +72,14 @@ def _curve_colours(methods: list[str]) -> dict[str, tuple]:
 
     from ripu.report.figures import budget_curve_figure
     rows = [{"kind": "active", "method": m, "labelled_percent": b, "miou_mean": 40.0 + b,
-             "miou_std": 1.0, "n": 3, "budget_label": f"{b:g}%"} for m in methods
-            for b in (2.2, 5.0)]
+             "miou_std": 1.0, "n": 3, "budget_label": f"{b:g}%", "network": "small"}
+            for m in methods for b in (2.2, 5.0)]
     rows.append({"kind": "source_only", "method": "source_only", "labelled_percent": 0.0,
-                 "miou_mean": 20.0, "miou_std": 1.0, "n": 3, "budget_label": "0%"})
+                 "miou_mean": 20.0, "miou_std": 1.0, "n": 3, "budget_label": "0%",
+                 "network": "small"})
     summary = pd.DataFrame(rows)
-    results = pd.DataFrame({"method": summary["method"], "miou": summary["miou_mean"] / 100,
+    results = pd.DataFrame({"method": summary["method"], "network": summary["network"],
+                            "miou": summary["miou_mean"] / 100,
                             "labelled_fraction": summary["labelled_percent"] / 100})
     ax = budget_curve_figure(results, summary, "colours").axes[0]
     handles, labels = ax.get_legend_handles_labels()

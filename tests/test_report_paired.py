@@ -135,5 +135,5 @@ def test_no_pairs_gives_header_and_a_sentence(tmp_path):
     log_trial(uri, "alone", "ra", "active", "ripu_region", 0, 0.5)
     build_report(uri, experiment="alone", out_dir=tmp_path / "out")
     assert (tmp_path / "out" / "paired.csv").read_text() == ",".join(COLUMNS) + "\n"
-    assert ("No method and its baseline were run with the same seed and budget."
+    assert ("No method and its baseline were run with the same seed, budget and network."
             in (tmp_path / "out" / "summary.md").read_text())

@@ -15,11 +15,12 @@ from typing import Any
 import pandas as pd
 
 from ripu.kinds import get_kind
-from ripu.report.names import display_name, metric_class, order_classes
+from ripu.report.names import group_name, metric_class, order_classes
+from ripu.report.tables import shown_networks
 
 LABELLED, TARGET = "labelled_px/", "target_px/"
 TARGET_GROUP = "target"
-COLUMNS = ("group", "method", "budget_label", "runs", "class", "pixels", "share")
+COLUMNS = ("group", "method", "budget_label", "network", "runs", "class", "pixels", "share")
 
 
 def _counts(metrics: dict[str, float], prefix: str) -> Counter:
@@ -29,27 +30,30 @@ def _counts(metrics: dict[str, float], prefix: str) -> Counter:
 
 def labelled_class_shares(runs: Sequence[Any], results: pd.DataFrame) -> pd.DataFrame:
     """Long table, one row per group and class: the groups are ``target`` (pixels of the
-    target training set, summed over the same runs) and then every (method, budget) of a
-    selecting kind in the order of ``results``; ``pixels`` summed over the group's runs
+    target training set, summed over the same runs) and then every (method, budget, network)
+    of a selecting kind in the order of ``results``; ``pixels`` summed over the group's runs
     (seeds), ``share`` = pixels / the group's total (each group's shares sum to 1). Runs
     without ``labelled_px/`` metrics are left out; no such run gives an empty table."""
     metrics = {run.info.run_id: dict(run.data.metrics) for run in runs}
-    groups: dict[tuple[str, str], list[Counter]] = {}
+    groups: dict[tuple[str, str, str, str], list[Counter]] = {}
     target: list[Counter] = []
+    results = results.assign(shown=shown_networks(results))
     for row in results.itertuples(index=False):
         labelled = _counts(metrics[row.run_id], LABELLED)
         if not get_kind(row.kind).selects or not labelled:
             continue
-        groups.setdefault((row.method, row.budget_label), []).append(labelled)
+        key = (row.method, row.budget_label, row.network, row.shown)
+        groups.setdefault(key, []).append(labelled)
         target.append(_counts(metrics[row.run_id], TARGET))
-    parts = ([(TARGET_GROUP, "", "", target)] if any(target) else []) + [
-        (f"{display_name(m)} @ {b}", m, b, counts) for (m, b), counts in groups.items()]
+    parts = ([(TARGET_GROUP, "", "", "", target)] if any(target) else []) + [
+        (group_name(m, b, shown), m, b, n, counts) for (m, b, n, shown), counts in groups.items()]
     classes = order_classes(set().union(*(c for *_, counts in parts for c in counts)))
     rows = []
-    for group, method, label, counts in parts:
+    for group, method, label, network, counts in parts:
         total = sum(counts, Counter())
         pixels = sum(total.values())
-        rows += [{"group": group, "method": method, "budget_label": label, "runs": len(counts),
+        rows += [{"group": group, "method": method, "budget_label": label,
+                  "network": network, "runs": len(counts),
                   "class": c, "pixels": total[c],
                   "share": round(total[c] / pixels, 6) if pixels else 0.0} for c in classes]
     return pd.DataFrame(rows, columns=list(COLUMNS))

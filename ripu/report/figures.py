@@ -20,16 +20,18 @@ from matplotlib.ticker import NullFormatter
 from ripu.io import atomic_path
 from ripu.kinds import get_kind, kind_names
 from ripu.report.classes import TARGET_GROUP
-from ripu.report.names import display_name, method_colour
-from ripu.report.tables import iou_columns
+from ripu.report.names import group_name, method_colour, method_name
+from ripu.report.tables import iou_columns, shown_networks
 
 if TYPE_CHECKING:
     pass
 
 # Line styles of the selecting kinds' curves and of the reference kinds' horizontal lines,
-# each in kind order (colours are the methods', :func:`ripu.report.names.method_colour`).
+# each in kind order (colours are the methods', :func:`ripu.report.names.method_colour`);
+# markers of the networks, in the order they first appear, where an experiment has several.
 _CURVE_STYLES = ("-", "--", "-.", ":")
 _REFERENCE_STYLES = ("--", "-.", ":", (0, (1, 3)))
+_NETWORK_MARKERS = ("o", "s", "^", "D", "v")
 
 
 def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 150) -> None:
@@ -53,12 +55,16 @@ def _styles(reference: bool) -> dict[str, Any]:
 def budget_curve_figure(results: pd.DataFrame, summary: pd.DataFrame,
                         experiment: str) -> Figure:
     """mIoU (%) against the labelled fraction of target pixels (%): one line per selection
-    method (mean with a ± std error bar, single runs as faint dots), the reference kinds
-    (no labels, every label) as horizontal lines with a ± std band."""
+    method (and network, where there are several; mean with a ± std error bar, single runs
+    as faint dots), the reference kinds (no labels, every label) as horizontal lines with a
+    ± std band."""
     fig = Figure(figsize=(9.5, 5.5), layout="constrained")
     ax = fig.add_subplot()
+    summary = summary.assign(shown=shown_networks(summary))
     curves = summary[[get_kind(k).selects for k in summary["kind"]]]
-    methods = list(dict.fromkeys(curves["method"]))
+    methods = list(dict.fromkeys(zip(curves["method"], curves["network"], strict=True)))
+    markers = {n: _NETWORK_MARKERS[i % len(_NETWORK_MARKERS)]
+               for i, n in enumerate(dict.fromkeys(summary["network"]))}
     xs = curves["labelled_percent"].dropna()
     xs = xs[xs > 0]
     log = bool(len(xs)) and xs.max() / xs.min() >= 10
@@ -70,21 +76,23 @@ def budget_curve_figure(results: pd.DataFrame, summary: pd.DataFrame,
         return x * 10 ** (0.012 * step) if log else x + 0.006 * (span or 1.0) * step
 
     styles = _styles(reference=False)
-    for i, method in enumerate(methods):
+    for i, (method, network) in enumerate(methods):
         color = method_colour(method)
-        part = curves[curves["method"] == method].sort_values("labelled_percent")
-        runs = results[results["method"] == method]
+        part = curves[(curves["method"] == method) & (curves["network"] == network)
+                      ].sort_values("labelled_percent")
+        runs = results[(results["method"] == method) & (results["network"] == network)]
         ax.scatter(dodge(100 * runs["labelled_fraction"], i), 100 * runs["miou"],
                    color=color, alpha=0.45, s=16, linewidths=0, zorder=3)
         ax.errorbar(dodge(part["labelled_percent"], i), part["miou_mean"],
-                    yerr=part["miou_std"].fillna(0.0), color=color, marker="o", capsize=3,
-                    linestyle=styles[part["kind"].iloc[0]], linewidth=1.8, zorder=4,
-                    label=f"{display_name(method)} (n={'/'.join(map(str, part['n']))})")
+                    yerr=part["miou_std"].fillna(0.0), color=color, marker=markers[network],
+                    capsize=3, linestyle=styles[part["kind"].iloc[0]], linewidth=1.8,
+                    zorder=4, label=f"{method_name(method, part['shown'].iloc[0])} "
+                                    f"(n={'/'.join(map(str, part['n']))})")
     refs = _styles(reference=True)
     for row in summary[[get_kind(k).reference for k in summary["kind"]]].itertuples(index=False):
         color, style = method_colour(row.method), refs[row.kind]
         ax.axhline(row.miou_mean, color=color, linestyle=style, linewidth=1.5,
-                   label=f"{display_name(row.method)} ({row.budget_label} labels): "
+                   label=f"{method_name(row.method, row.shown)} ({row.budget_label} labels): "
                          f"{row.miou_mean:.1f} (n={row.n})")
         if not math.isnan(row.miou_std):
             ax.axhspan(row.miou_mean - row.miou_std, row.miou_mean + row.miou_std,
@@ -132,8 +140,8 @@ def per_class_figure(summary: pd.DataFrame, experiment: str) -> Figure:
     classes; classes a run did not evaluate (16-class sets) are grey "n/a"."""
     cols = iou_columns(summary)
     values = summary[["miou_mean", *cols]].to_numpy(dtype=float)
-    rows = [f"{display_name(m)} @ {b}" for m, b in zip(summary["method"],
-                                                       summary["budget_label"], strict=True)]
+    rows = [group_name(m, b, n) for m, b, n in zip(summary["method"], summary["budget_label"],
+                                                   shown_networks(summary), strict=True)]
     fig = Figure(figsize=(3.0 + 0.62 * max(len(cols) + 1, 4), 1.6 + 0.42 * len(rows)),
                  layout="constrained")
     if not cols:

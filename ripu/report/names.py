@@ -88,6 +88,18 @@ def display_name(method: str) -> str:
     return f"{STRATEGY_DISPLAY.get(strategy, strategy)} {get_kind(kind_name).display}"
 
 
+def method_name(method: str, network: str = "") -> str:
+    """``LSE``; ``LSE on vgg16_fcn8s`` when ``network`` is named (in an experiment that runs
+    on several networks)."""
+    return f"{display_name(method)} on {network}" if network else display_name(method)
+
+
+def group_name(method: str, label: str, network: str = "") -> str:
+    """``RIPU-RA @ 2.2%``; ``LSE @ 0% on vgg16_fcn8s`` when ``network`` is named."""
+    name = f"{display_name(method)} @ {label}"
+    return f"{name} on {network}" if network else name
+
+
 def budget_label(kind_name: str, strategy: str, budget: float, points: int) -> str:
     """``"2.2%"``, ``"40 px/image"``; ``"0%"`` without target labels, ``"100%"`` with all."""
     kind = get_kind(kind_name)

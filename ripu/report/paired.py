@@ -1,6 +1,6 @@
 """Paired differences over seeds: a method against its baseline, run by run.
 
-Trials of the two methods with the same seed and the same budget label are paired (the same
+Trials of the two methods with the same seed, budget label and network are paired (the same
 warm-up, data order and draws), and the difference of their mIoU is what varies with the
 method alone. Which method is set against which baseline is the data table :data:`PAIRS`;
 pairs or budgets the experiment did not run are skipped.
@@ -17,7 +17,7 @@ import pandas as pd
 from scipy import stats
 
 from ripu.report.names import display_name
-from ripu.report.tables import markdown_table
+from ripu.report.tables import GROUP, markdown_table, shown_networks
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ PAIRS: tuple[Pair, ...] = (
     Pair("hybrid/ripu_region", "ripu_region"),
     Pair("hybrid/ripu_point", "ripu_point"),
 )
-COLUMNS = ("comparison", "method", "baseline", "budget_label", "n", "mean_diff", "std_diff",
+COLUMNS = ("comparison", "method", "baseline", "budget_label", "network", "n", "mean_diff", "std_diff",
            "ci_low", "ci_high", "p_value", "verdict", "method_better", "baseline_better", "ties",
            "seeds", "differences")
 CONFIDENCE = 0.95
@@ -81,15 +81,19 @@ def paired_t(differences: Sequence[float], confidence: float = CONFIDENCE) -> Pa
     return PairedTest(mean, std, mean - half, mean + half, p)
 
 
+_PAIRED_BY = [*GROUP[1:], "seed"]  # budget label, network, seed
+
+
 def _by_seed(results: pd.DataFrame, method: str) -> pd.DataFrame:
-    """mIoU (%) per (budget label, seed) of one method; the mean where a seed ran twice."""
+    """mIoU (%) per (budget label, network, seed) of one method; the mean where a seed ran
+    twice."""
     runs = results[results["method"] == method]
     return (runs.assign(miou=100 * runs["miou"])
-            .groupby(["budget_label", "seed"], sort=False, as_index=False)["miou"].mean())
+            .groupby(_PAIRED_BY, sort=False, as_index=False)["miou"].mean())
 
 
 def paired_frame(results: pd.DataFrame, pairs: tuple[Pair, ...] = PAIRS) -> pd.DataFrame:
-    """One row per pair and budget label with both methods run: n paired seeds, mean and
+    """One row per pair, budget label and network with both methods run: n paired seeds, mean and
     sample std (ddof=1; NaN for one seed) of ``method - baseline`` mIoU in points, its 95%
     t interval, the paired t-test's two-sided p-value and the verdict the interval allows
     (:func:`paired_t`), seeds where each side is higher (equal: ``ties``), the seeds and
@@ -97,15 +101,18 @@ def paired_frame(results: pd.DataFrame, pairs: tuple[Pair, ...] = PAIRS) -> pd.D
     rows = []
     for pair in pairs:
         joined = _by_seed(results, pair.method).merge(
-            _by_seed(results, pair.baseline), on=["budget_label", "seed"],
+            _by_seed(results, pair.baseline), on=_PAIRED_BY,
             suffixes=("_method", "_baseline"), sort=False)
-        for label in dict.fromkeys(joined["budget_label"]):
-            part = joined[joined["budget_label"] == label].sort_values("seed")
+        for label, network in dict.fromkeys(zip(joined["budget_label"], joined["network"],
+                                                strict=True)):
+            part = joined[(joined["budget_label"] == label) & (joined["network"] == network)
+                          ].sort_values("seed")
             diff = part["miou_method"] - part["miou_baseline"]
             test = paired_t(diff.tolist())
             rows.append({
                 "comparison": f"{display_name(pair.method)} − {display_name(pair.baseline)}",
                 "method": pair.method, "baseline": pair.baseline, "budget_label": label,
+                "network": network,
                 "n": len(part), "mean_diff": round(test.mean, 2), "std_diff": round(test.std, 2),
                 "ci_low": round(test.ci_low, 2), "ci_high": round(test.ci_high, 2),
                 "p_value": round(test.p_value, 4), "verdict": test.verdict,
@@ -121,15 +128,18 @@ def paired_markdown(paired: pd.DataFrame) -> str:
     """The ``## Paired differences`` section of ``summary.md``."""
     lines = ["## Paired differences over seeds", "",
              "mIoU of a method minus its baseline's, in points, between trials with the same "
-             "seed and budget; mean ± sample std over the paired seeds, the 95% t interval of "
-             "the mean, the paired t-test's two-sided p-value, and how many seeds favour each "
-             "side. The verdict follows the interval: no detectable difference wherever it "
-             "spans zero.", ""]
+             "seed, budget and network; mean ± sample std over the paired seeds, the 95% t "
+             "interval of the mean, the paired t-test's two-sided p-value, and how many seeds "
+             "favour each side. The verdict follows the interval: no detectable difference "
+             "wherever it spans zero.", ""]
     if paired.empty:
-        return "\n".join(lines + ["No method and its baseline were run with the same seed "
-                                  "and budget.", ""])
+        return "\n".join(lines + ["No method and its baseline were run with the same seed, "
+                                  "budget and network.", ""])
+    columns = {"comparison": paired["comparison"], "budget": paired["budget_label"]}
+    if any(shown_networks(paired)):
+        columns["network"] = paired["network"]
     table = pd.DataFrame({
-        "comparison": paired["comparison"], "budget": paired["budget_label"],
+        **columns,
         "n": paired["n"].astype(str),
         "difference (mean ± std)": [f"{m:+.2f}" if math.isnan(s) else f"{m:+.2f} ± {s:.2f}"
                                     for m, s in zip(paired["mean_diff"], paired["std_diff"],

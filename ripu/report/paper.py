@@ -13,9 +13,9 @@ from typing import Any
 import pandas as pd
 
 from ripu.kinds import get_kind
-from ripu.report.names import display_name, is_variant, method_id
+from ripu.report.names import group_name, is_variant, method_id
 from ripu.report.paired import PAIRS
-from ripu.report.tables import markdown_table, pm, uses_all_labels
+from ripu.report.tables import markdown_table, pm, shown_networks, uses_all_labels
 
 
 @dataclass(frozen=True)
@@ -152,13 +152,21 @@ def paper_section(summary: pd.DataFrame, experiment: str) -> str:
 
 def ordering_checks(summary: pd.DataFrame) -> list[str]:
     """Does our ordering follow the paper's? Markdown bullets, one per comparison of mean
-    mIoU: no-label baselines below the cheapest ranked RIPU budget, RIPU increasing with the
-    labelled fraction, the richest RIPU budget below supervised, each baseline the paper
-    places below a method (:data:`ripu.report.paired.PAIRS`) below it at the same budget."""
+    mIoU on one network: no-label baselines below the cheapest ranked RIPU budget, RIPU
+    increasing with the labelled fraction, the richest RIPU budget below supervised, each
+    baseline the paper places below a method (:data:`ripu.report.paired.PAIRS`) below it at
+    the same budget."""
+    summary = summary.assign(shown=shown_networks(summary))
+    return [line for network in dict.fromkeys(summary["network"])
+            for line in _ordering_checks(summary[summary["network"] == network])]
+
+
+def _ordering_checks(summary: pd.DataFrame) -> list[str]:
+    """:func:`ordering_checks` of the groups of one network."""
     groups = {(r.method, r.budget_label): r for r in summary.itertuples(index=False)}
 
     def name(r: Any) -> str:
-        return f"{display_name(r.method)} @ {r.budget_label} ({r.miou_mean:.2f})"
+        return f"{group_name(r.method, r.budget_label, r.shown)} ({r.miou_mean:.2f})"
 
     def check(low: Any, high: Any) -> str:
         mark = "✓" if low.miou_mean < high.miou_mean else "✗"

@@ -12,6 +12,18 @@ from ripu.kinds import get_kind
 from ripu.report.names import display_name
 from ripu.report.runs import point_budget
 
+# What a row of the summary stands for: a method at a budget on a network. An experiment may
+# run one method on two networks (the paper files' LSE on VGG16-FCN8s and on DeepLab-v2), and
+# their runs are never averaged or paired together.
+GROUP = ["method", "budget_label", "network"]
+
+
+def shown_networks(frame: pd.DataFrame) -> list[str]:
+    """Per row of ``frame`` (with a ``network`` column): its network where the frame holds
+    several, "" where it holds one (then no label needs to name it)."""
+    several = frame["network"].nunique() > 1
+    return [network if several else "" for network in frame["network"]]
+
 
 def iou_columns(frame: pd.DataFrame) -> list[str]:
     return [c for c in frame.columns if c.startswith("iou_")]
@@ -23,7 +35,7 @@ def uses_all_labels(kind_name: str) -> bool:
 
 
 def summarize(results: pd.DataFrame) -> pd.DataFrame:
-    """One row per (method, budget) in the order of ``results``: n runs (seeds), mIoU mean,
+    """One row per (method, budget, network) in the order of ``results``: n runs (seeds), mIoU mean,
     std (sample, ddof=1; empty for one run), min and max, mIoU* when logged, labelled
     fraction mean, all in percent (2 decimals; 4 for the labelled fraction), and mean
     per-class IoUs in percent."""
@@ -43,9 +55,8 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
     if "miou13" in data:
         spec.update({"miou13_mean": ("miou13", "mean"), "miou13_std": ("miou13", "std")})
     spec["labelled_percent"] = ("labelled_percent", "mean")
-    spec["network"] = ("network", lambda s: " ".join(sorted(set(s) - {""})))
     spec.update({c: (c, "mean") for c in iou_columns(data)})
-    summary = data.groupby(["method", "budget_label"], sort=False).agg(**spec).reset_index()
+    summary = data.groupby(GROUP, sort=False).agg(**spec).reset_index()
     percent = [c for c in summary.columns if c.startswith(("miou", "iou_"))]
     summary[percent] = summary[percent] * 100
     summary[percent] = summary[percent].round(2)
@@ -54,9 +65,11 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
     return summary[lead + [c for c in summary.columns if c not in lead]]
 
 
-def group_key(method: str, label: str) -> str:
-    """The DVC metrics key of a group: ``ripu_region@2.2%``, ``ripu_point@40px``."""
-    return f"{method}@{label.replace(' px/image', 'px')}"
+def group_key(method: str, label: str, network: str = "") -> str:
+    """The DVC metrics key of a group: ``ripu_region@2.2%``, ``ripu_point@40px``;
+    ``lse@0%@vgg16_fcn8s`` when ``network`` is named (:func:`shown_networks`)."""
+    key = f"{method}@{label.replace(' px/image', 'px')}"
+    return f"{key}@{network}" if network else key
 
 
 def _maybe(value: Any) -> Any:
@@ -67,14 +80,18 @@ def metrics_dict(summary: pd.DataFrame) -> dict[str, Any]:
     """Flat DVC metrics: one entry per group plus ``best`` (highest mean mIoU of the groups
     that do not use every target label; supervised is the upper bound, not a contender)."""
     out: dict[str, Any] = {}
-    for row in summary.itertuples(index=False):
-        out[group_key(row.method, row.budget_label)] = {
+    keys = pd.Series([group_key(m, b, n) for m, b, n in zip(
+        summary["method"], summary["budget_label"], shown_networks(summary), strict=True)],
+        index=summary.index)
+    for key, row in zip(keys, summary.itertuples(index=False), strict=True):
+        out[key] = {
             "miou_mean": _maybe(float(row.miou_mean)), "miou_std": _maybe(float(row.miou_std)),
             "n": int(row.n), "labelled_percent": _maybe(float(row.labelled_percent))}
     contenders = summary[[not uses_all_labels(k) for k in summary["kind"]]]
     if len(contenders):
-        best = contenders.loc[contenders["miou_mean"].idxmax()]
-        out["best"] = {"name": group_key(best["method"], best["budget_label"]),
+        at = contenders["miou_mean"].idxmax()
+        best = contenders.loc[at]
+        out["best"] = {"name": keys[at],
                        "miou_mean": float(best["miou_mean"]),
                        "miou_std": _maybe(float(best["miou_std"])), "n": int(best["n"])}
     return out
@@ -90,11 +107,13 @@ def markdown_table(frame: pd.DataFrame) -> str:
 
 
 def summary_markdown_table(summary: pd.DataFrame) -> str:
-    """The summary as a markdown table: method, budget, n, mIoU mean ± std, range, mIoU*
-    when logged, labelled percent."""
+    """The summary as a markdown table: method, its network where there are several,
+    budget, n, mIoU mean ± std, range, mIoU* when logged, labelled percent."""
+    columns: dict[str, Any] = {"method": [display_name(m) for m in summary["method"]]}
+    if any(shown_networks(summary)):
+        columns["network"] = summary["network"]
     table = pd.DataFrame({
-        "method": [display_name(m) for m in summary["method"]],
-        "budget": summary["budget_label"], "n": summary["n"].astype(str),
+        **columns, "budget": summary["budget_label"], "n": summary["n"].astype(str),
         "mIoU % (mean ± std)": [pm(m, s) for m, s in zip(summary["miou_mean"],
                                                           summary["miou_std"], strict=True)],
         "min – max": [f"{a:.2f} – {b:.2f}" for a, b in zip(summary["miou_min"],
