@@ -5,6 +5,9 @@ Layout of ``<root>``::
     config.yaml            the resolved config, written as each attempt starts
     checkpoints/last.pt    the trial checkpoint (ripu.engine.checkpoint)
     masks/round_<r>.npz    the label state after selection round r (ripu.acquisition.state)
+    masks/labels_<r>.npz   round r's labels from people, masks/tasks_<r>.json its task
+                           ledger (ripu.annotate; only when annotate.url is set)
+    masks/earlier/<n>/     those two of earlier attempts that started afresh, set aside
     lse/round_<r>.pt       LSE round r's pseudo-label cache (ripu.selftrain.train)
     results.json           the final results; present only when the trial finished
     mlflow_run_id.txt      the trial's MLflow run, continued on resume
@@ -24,6 +27,8 @@ from ripu.io import write_json, write_text
 from ripu.trial import trial_config_hash
 
 RUN_ID_FILE = "mlflow_run_id.txt"
+# People's work in a trial folder (:mod:`ripu.annotate`): never deleted, set aside instead.
+PEOPLE_FILES = ("labels_*.npz", "tasks_*.json")
 
 
 @dataclass(frozen=True)
@@ -120,7 +125,10 @@ class TrialDir:
     def prepare(self, cfg: Config, resume: bool) -> bool:
         """Create the folder and write ``config.yaml``; True when there is a checkpoint to
         resume from. Without one (or without ``resume``) the files of an earlier attempt
-        (results, checkpoint, round files, LSE caches) are removed first."""
+        (results, checkpoint, round files, LSE caches) are removed first, and its people's
+        labels and task ledgers are moved to ``masks/earlier/<n>/``: a fresh attempt may
+        select other pixels, so it pulls its rounds from Label Studio again (answers to the
+        same selection come back; tasks of another are refused there)."""
         self.root.mkdir(parents=True, exist_ok=True)
         resumable = resume and self.checkpoint.is_file()
         if not resumable:
@@ -128,8 +136,20 @@ class TrialDir:
                           *sorted(self.masks_dir.glob("round_*.npz")),
                           *sorted(self.lse_dir.glob("round_*.pt"))]:
                 stale.unlink(missing_ok=True)
+            self._set_aside_people_files()
         write_text(self.config_file, dump_yaml(cfg))
         return resumable
+
+    def _set_aside_people_files(self) -> None:
+        """Move :data:`PEOPLE_FILES` of the masks folder into the next ``masks/earlier/<n>/``."""
+        files = [f for pattern in PEOPLE_FILES for f in sorted(self.masks_dir.glob(pattern))]
+        if not files:
+            return
+        earlier = self.masks_dir / "earlier"
+        n = 1 + max((int(p.name) for p in earlier.glob("*") if p.name.isdigit()), default=0)
+        (earlier / str(n)).mkdir(parents=True)
+        for f in files:
+            f.rename(earlier / str(n) / f.name)
 
     def write_results(self, results: dict[str, Any]) -> Path:
         """Write ``results.json`` atomically (its presence marks the trial finished)."""

@@ -174,6 +174,33 @@ def test_annotation_edits_skips_and_deleted_tasks(label_studio, tiny_data, tmp_p
         capsys.readouterr().out
 
 
+def test_a_trial_started_afresh_pulls_its_rounds_again_and_keeps_the_earlier_labels(
+        label_studio, tiny_data, tmp_path):
+    """A people trial that starts afresh (its checkpoint gone, or another start or config)
+    sets the earlier attempt's labels and ledgers aside in masks/earlier/<n>/, never reads
+    them as its own: the same selection gets the same answers back from the server, another
+    selection is refused there with one line."""
+    cfg, out, names, truth, project = first_round(label_studio, tiny_data, tmp_path)
+    masks = TrialDir(out).masks_dir
+    annotate(label_studio, project, 0, truth, names, tmp_path)
+    assert waiting_round(cfg, out) == 1
+    pulled, _ = load_round_labels(labels_path(masks, 0))
+    TrialDir(out).checkpoint.unlink()  # nothing to resume: the same config starts afresh
+    assert waiting_round(cfg, out) == 1  # round 0 pulled again from the same tasks
+    again, _ = load_round_labels(labels_path(masks, 0))
+    assert sorted(again) == sorted(pulled)
+    assert all(np.array_equal(again[i], pulled[i]) for i in pulled)
+    first = masks / "earlier" / "1"
+    assert sorted(f.name for f in first.iterdir()) == ["labels_0.npz", "tasks_0.json",
+                                                       "tasks_1.json"]
+    assert load_round_labels(first / "labels_0.npz")[0].keys() == pulled.keys()
+    other = apply_overrides(cfg, {"seed": 1})  # another config, the same folder and project
+    with pytest.raises(AnnotateError, match="belongs to another selection of round 0"):
+        run_trial(other, out, progress=False, callbacks=[])
+    assert not labels_path(masks, 0).exists()
+    assert (masks / "earlier" / "2" / "labels_0.npz").is_file()
+
+
 @pytest.mark.parametrize(("option", "message"), [
     (("--rename", "road=street"), "unknown class name ['street']"),
     (("--size", "99x7"), "labels outside the image (drawn on a 99x7 image"),

@@ -51,6 +51,30 @@ def test_prepare_removes_an_earlier_attempt_unless_resuming(tmp_path):
     assert not t.prepare(cfg, resume=True)  # nothing to resume from
 
 
+def test_a_fresh_attempt_sets_people_labels_aside_and_keeps_them(tmp_path):
+    """People's round labels and task ledgers are never deleted: a fresh attempt moves them
+    to masks/earlier/<n>/ (n counting attempts); resuming leaves them in place."""
+    cfg = tiny_config(tmp_path, tmp_path)
+    t = TrialDir(tmp_path / "t")
+    people = {t.masks_dir / "labels_0.npz": "round 0", t.masks_dir / "tasks_0.json": "{}",
+              t.masks_dir / "tasks_1.json": "{1}"}
+    for path, text in people.items():
+        _touch(path)
+        path.write_text(text)
+    _touch(t.checkpoint)
+    assert t.prepare(cfg, resume=True)
+    assert all(p.read_text() == text for p, text in people.items())
+    assert not t.prepare(cfg, resume=False)
+    assert not any(p.exists() for p in people)
+    assert {p.name: p.read_text() for p in (t.masks_dir / "earlier" / "1").iterdir()} == \
+        {p.name: text for p, text in people.items()}
+    _touch(t.masks_dir / "tasks_0.json")
+    assert not t.prepare(cfg, resume=False)  # no checkpoint: a fresh attempt again
+    assert [p.name for p in (t.masks_dir / "earlier" / "2").iterdir()] == ["tasks_0.json"]
+    assert not t.prepare(cfg, resume=False)  # nothing to set aside: no empty folder
+    assert sorted(p.name for p in (t.masks_dir / "earlier").iterdir()) == ["1", "2"]
+
+
 def test_finished_and_resumable_follow_the_config_hash(tmp_path):
     cfg = tiny_config(tmp_path, tmp_path)
     other = tiny_config(tmp_path, tmp_path, **{"seed": 1})
