@@ -16,7 +16,7 @@ import pandas as pd
 
 from ripu.kinds import get_kind
 from ripu.report.names import group_name, metric_class, order_classes
-from ripu.report.tables import shown_networks
+from ripu.report.tables import several_networks
 
 LABELLED, TARGET = "labelled_px/", "target_px/"
 TARGET_GROUP = "target"
@@ -35,18 +35,18 @@ def labelled_class_shares(runs: Sequence[Any], results: pd.DataFrame) -> pd.Data
     (seeds), ``share`` = pixels / the group's total (each group's shares sum to 1). Runs
     without ``labelled_px/`` metrics are left out; no such run gives an empty table."""
     metrics = {run.info.run_id: dict(run.data.metrics) for run in runs}
-    groups: dict[tuple[str, str, str, str], list[Counter]] = {}
+    groups: dict[tuple[str, str, str], list[Counter]] = {}
     target: list[Counter] = []
-    results = results.assign(shown=shown_networks(results))
     for row in results.itertuples(index=False):
         labelled = _counts(metrics[row.run_id], LABELLED)
         if not get_kind(row.kind).selects or not labelled:
             continue
-        key = (row.method, row.budget_label, row.network, row.shown)
-        groups.setdefault(key, []).append(labelled)
+        groups.setdefault((row.method, row.budget_label, row.network), []).append(labelled)
         target.append(_counts(metrics[row.run_id], TARGET))
+    several = several_networks(results)
     parts = ([(TARGET_GROUP, "", "", "", target)] if any(target) else []) + [
-        (group_name(m, b, shown), m, b, n, counts) for (m, b, n, shown), counts in groups.items()]
+        (group_name(m, b, n if several else ""), m, b, n, counts)
+        for (m, b, n), counts in groups.items()]
     classes = order_classes(set().union(*(c for *_, counts in parts for c in counts)))
     rows = []
     for group, method, label, network, counts in parts:

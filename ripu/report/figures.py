@@ -21,7 +21,7 @@ from ripu.io import atomic_path
 from ripu.kinds import get_kind, kind_names
 from ripu.report.classes import TARGET_GROUP
 from ripu.report.names import group_name, method_colour, method_name
-from ripu.report.tables import iou_columns, shown_networks
+from ripu.report.tables import iou_columns, several_networks
 
 if TYPE_CHECKING:
     pass
@@ -60,7 +60,7 @@ def budget_curve_figure(results: pd.DataFrame, summary: pd.DataFrame,
     ± std band."""
     fig = Figure(figsize=(9.5, 5.5), layout="constrained")
     ax = fig.add_subplot()
-    summary = summary.assign(shown=shown_networks(summary))
+    several = several_networks(summary)
     curves = summary[[get_kind(k).selects for k in summary["kind"]]]
     methods = list(dict.fromkeys(zip(curves["method"], curves["network"], strict=True)))
     markers = {n: _NETWORK_MARKERS[i % len(_NETWORK_MARKERS)]
@@ -86,13 +86,14 @@ def budget_curve_figure(results: pd.DataFrame, summary: pd.DataFrame,
         ax.errorbar(dodge(part["labelled_percent"], i), part["miou_mean"],
                     yerr=part["miou_std"].fillna(0.0), color=color, marker=markers[network],
                     capsize=3, linestyle=styles[part["kind"].iloc[0]], linewidth=1.8,
-                    zorder=4, label=f"{method_name(method, part['shown'].iloc[0])} "
+                    zorder=4, label=f"{method_name(method, network if several else '')} "
                                     f"(n={'/'.join(map(str, part['n']))})")
     refs = _styles(reference=True)
     for row in summary[[get_kind(k).reference for k in summary["kind"]]].itertuples(index=False):
         color, style = method_colour(row.method), refs[row.kind]
         ax.axhline(row.miou_mean, color=color, linestyle=style, linewidth=1.5,
-                   label=f"{method_name(row.method, row.shown)} ({row.budget_label} labels): "
+                   label=f"{method_name(row.method, row.network if several else '')} "
+                         f"({row.budget_label} labels): "
                          f"{row.miou_mean:.1f} (n={row.n})")
         if not math.isnan(row.miou_std):
             ax.axhspan(row.miou_mean - row.miou_std, row.miou_mean + row.miou_std,
@@ -140,8 +141,9 @@ def per_class_figure(summary: pd.DataFrame, experiment: str) -> Figure:
     classes; classes a run did not evaluate (16-class sets) are grey "n/a"."""
     cols = iou_columns(summary)
     values = summary[["miou_mean", *cols]].to_numpy(dtype=float)
-    rows = [group_name(m, b, n) for m, b, n in zip(summary["method"], summary["budget_label"],
-                                                   shown_networks(summary), strict=True)]
+    several = several_networks(summary)
+    rows = [group_name(m, b, n if several else "") for m, b, n in zip(
+        summary["method"], summary["budget_label"], summary["network"], strict=True)]
     fig = Figure(figsize=(3.0 + 0.62 * max(len(cols) + 1, 4), 1.6 + 0.42 * len(rows)),
                  layout="constrained")
     if not cols:

@@ -17,7 +17,7 @@ import pandas as pd
 from scipy import stats
 
 from ripu.report.names import display_name
-from ripu.report.tables import GROUP, markdown_table, shown_networks
+from ripu.report.tables import GROUP, markdown_table, several_networks
 
 
 @dataclass(frozen=True)
@@ -40,9 +40,9 @@ PAIRS: tuple[Pair, ...] = (
     Pair("hybrid/ripu_region", "ripu_region"),
     Pair("hybrid/ripu_point", "ripu_point"),
 )
-COLUMNS = ("comparison", "method", "baseline", "budget_label", "network", "n", "mean_diff", "std_diff",
-           "ci_low", "ci_high", "p_value", "verdict", "method_better", "baseline_better", "ties",
-           "seeds", "differences")
+COLUMNS = ("comparison", "method", "baseline", "budget_label", "network", "n", "mean_diff",
+           "std_diff", "ci_low", "ci_high", "p_value", "verdict", "method_better",
+           "baseline_better", "ties", "seeds", "differences")
 CONFIDENCE = 0.95
 
 
@@ -136,7 +136,7 @@ def paired_markdown(paired: pd.DataFrame) -> str:
         return "\n".join(lines + ["No method and its baseline were run with the same seed, "
                                   "budget and network.", ""])
     columns = {"comparison": paired["comparison"], "budget": paired["budget_label"]}
-    if any(shown_networks(paired)):
+    if several_networks(paired):
         columns["network"] = paired["network"]
     table = pd.DataFrame({
         **columns,

@@ -15,7 +15,7 @@ import pandas as pd
 from ripu.kinds import get_kind
 from ripu.report.names import group_name, is_variant, method_id
 from ripu.report.paired import PAIRS
-from ripu.report.tables import markdown_table, pm, shown_networks, uses_all_labels
+from ripu.report.tables import markdown_table, pm, several_networks, uses_all_labels
 
 
 @dataclass(frozen=True)
@@ -156,17 +156,18 @@ def ordering_checks(summary: pd.DataFrame) -> list[str]:
     increasing with the labelled fraction, the richest RIPU budget below supervised, each
     baseline the paper places below a method (:data:`ripu.report.paired.PAIRS`) below it at
     the same budget."""
-    summary = summary.assign(shown=shown_networks(summary))
+    several = several_networks(summary)
     return [line for network in dict.fromkeys(summary["network"])
-            for line in _ordering_checks(summary[summary["network"] == network])]
+            for line in _ordering_checks(summary[summary["network"] == network], several)]
 
 
-def _ordering_checks(summary: pd.DataFrame) -> list[str]:
-    """:func:`ordering_checks` of the groups of one network."""
+def _ordering_checks(summary: pd.DataFrame, name_network: bool) -> list[str]:
+    """:func:`ordering_checks` of the groups of one network (named when ``name_network``)."""
     groups = {(r.method, r.budget_label): r for r in summary.itertuples(index=False)}
 
     def name(r: Any) -> str:
-        return f"{group_name(r.method, r.budget_label, r.shown)} ({r.miou_mean:.2f})"
+        network = r.network if name_network else ""
+        return f"{group_name(r.method, r.budget_label, network)} ({r.miou_mean:.2f})"
 
     def check(low: Any, high: Any) -> str:
         mark = "✓" if low.miou_mean < high.miou_mean else "✗"

@@ -18,11 +18,10 @@ from ripu.report.runs import point_budget
 GROUP = ["method", "budget_label", "network"]
 
 
-def shown_networks(frame: pd.DataFrame) -> list[str]:
-    """Per row of ``frame`` (with a ``network`` column): its network where the frame holds
-    several, "" where it holds one (then no label needs to name it)."""
-    several = frame["network"].nunique() > 1
-    return [network if several else "" for network in frame["network"]]
+def several_networks(frame: pd.DataFrame) -> bool:
+    """Whether ``frame`` (with a ``network`` column) holds runs of several networks: only
+    then do names and keys name a group's network."""
+    return frame["network"].nunique() > 1
 
 
 def iou_columns(frame: pd.DataFrame) -> list[str]:
@@ -67,7 +66,7 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
 
 def group_key(method: str, label: str, network: str = "") -> str:
     """The DVC metrics key of a group: ``ripu_region@2.2%``, ``ripu_point@40px``;
-    ``lse@0%@vgg16_fcn8s`` when ``network`` is named (:func:`shown_networks`)."""
+    ``lse@0%@vgg16_fcn8s`` when ``network`` is named (:func:`several_networks`)."""
     key = f"{method}@{label.replace(' px/image', 'px')}"
     return f"{key}@{network}" if network else key
 
@@ -80,8 +79,9 @@ def metrics_dict(summary: pd.DataFrame) -> dict[str, Any]:
     """Flat DVC metrics: one entry per group plus ``best`` (highest mean mIoU of the groups
     that do not use every target label; supervised is the upper bound, not a contender)."""
     out: dict[str, Any] = {}
-    keys = pd.Series([group_key(m, b, n) for m, b, n in zip(
-        summary["method"], summary["budget_label"], shown_networks(summary), strict=True)],
+    several = several_networks(summary)
+    keys = pd.Series([group_key(m, b, n if several else "") for m, b, n in zip(
+        summary["method"], summary["budget_label"], summary["network"], strict=True)],
         index=summary.index)
     for key, row in zip(keys, summary.itertuples(index=False), strict=True):
         out[key] = {
@@ -110,7 +110,7 @@ def summary_markdown_table(summary: pd.DataFrame) -> str:
     """The summary as a markdown table: method, its network where there are several,
     budget, n, mIoU mean ± std, range, mIoU* when logged, labelled percent."""
     columns: dict[str, Any] = {"method": [display_name(m) for m in summary["method"]]}
-    if any(shown_networks(summary)):
+    if several_networks(summary):
         columns["network"] = summary["network"]
     table = pd.DataFrame({
         **columns, "budget": summary["budget_label"], "n": summary["n"].astype(str),
