@@ -35,38 +35,40 @@ PARAM_LIMIT = 6000  # MLflow's maximum param value length
 
 
 RETRY_SECONDS = 300.0  # how long calls wait for an unreachable store (tracking.retry_seconds)
-_TRANSIENT = ("locked", "busy", "connection", "timed out", "temporarily", "503", "502", "504")
-_UNREACHABLE = ("connection", "timed out", "503", "502", "504")
+_LOCKED = ("locked", "busy", "temporarily")  # SQLite: retried a few times
+_UNREACHABLE = ("connection", "timed out", "503", "502", "504")  # waited for (_Outage)
+_BOUND = {"seconds": RETRY_SECONDS}  # this process's tracking.retry_seconds (retry_for)
 
 
 class _Outage:
     """How long the calls to one store wait for it while it is unreachable (a restarting
-    tracking server): from the first failed call, up to ``bound`` seconds, each retried with
-    a backoff; a line on stderr when the wait starts and when the store answers again. Once
-    a wait has run out, every later call to the store fails at once (the store is gone)."""
+    tracking server): from the first failed call, up to the process's bound
+    (:func:`retry_for`), each retried with a backoff; a line on stderr when the wait starts
+    and when the store answers again. Once a wait has run out, every later call to the store
+    fails at once (the store is gone)."""
 
-    def __init__(self, uri: str, bound: float) -> None:
-        self.uri, self.bound = uri, bound
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
         self.since: float | None = None
         self.gone: str | None = None
         self.lock = threading.Lock()
 
     def failed(self, exc: Exception) -> float:
         """Note a failed call; the seconds left to wait (raises once they have run out)."""
-        reason = " ".join(str(exc).split())[:160]
+        reason, bound = " ".join(str(exc).split())[:160], _BOUND["seconds"]
         with self.lock:
             now = time.monotonic()
             if self.since is None and self.gone is None:
                 self.since = now
                 _say(f"{_where(self.uri)} unreachable ({reason}); retrying for up to "
-                     f"{self.bound:g} s (tracking.retry_seconds)")
-            if self.gone is None and now - self.since >= self.bound:
+                     f"{bound:g} s (tracking.retry_seconds)")
+            if self.gone is None and now - self.since >= bound:
                 self.gone = (f"tracking.uri: {_where(self.uri)} unreachable for "
-                             f"{self.bound:g} s ({reason}); expected the MLflow server back "
+                             f"{bound:g} s ({reason}); expected the MLflow server back "
                              f"within tracking.retry_seconds")
             if self.gone is not None:
                 raise RipuError(self.gone) from None
-            return self.bound - (now - self.since)
+            return bound - (now - self.since)
 
     def answered(self) -> None:
         with self.lock:
@@ -80,15 +82,14 @@ _OUTAGES: dict[str, _Outage] = {}
 
 
 def _outage(uri: str) -> _Outage:
-    """The process's :class:`_Outage` of ``uri`` (bound :data:`RETRY_SECONDS` until
-    :func:`retry_for` sets it)."""
-    return _OUTAGES.setdefault(uri, _Outage(uri, RETRY_SECONDS))
+    """The process's :class:`_Outage` of ``uri``."""
+    return _OUTAGES.setdefault(uri, _Outage(uri))
 
 
-def retry_for(uri: str, seconds: float) -> None:
-    """Let this process's calls to ``uri`` wait up to ``seconds`` while it is unreachable
-    (``tracking.retry_seconds``)."""
-    _outage(uri).bound = seconds
+def retry_for(seconds: float) -> None:
+    """Let this process's calls to any tracking store wait up to ``seconds`` while it is
+    unreachable (``tracking.retry_seconds``; :data:`RETRY_SECONDS` until set)."""
+    _BOUND["seconds"] = seconds
 
 
 def _where(uri: str) -> str:
@@ -99,24 +100,23 @@ def _say(text: str) -> None:
     print(f"ripu: tracking: {text}", file=sys.stderr, flush=True)
 
 
-def _retry(fn: Callable[[], T], uri: str = "", attempts: int = 30, delay: float = 0.1) -> T:
-    """Call ``fn``, retrying transient store errors: SQLite locks ``attempts`` times, an
-    unreachable server (``uri`` given) for as long as its :class:`_Outage` allows."""
+def _retry(fn: Callable[[], T], uri: str, attempts: int = 30, delay: float = 0.1) -> T:
+    """Call ``fn`` against the store at ``uri``, retrying transient errors: SQLite locks
+    ``attempts`` times, an unreachable server for as long as its :class:`_Outage` allows."""
     for i in itertools.count():
         try:
             result = fn()
         except Exception as exc:  # noqa: BLE001 - mlflow wraps driver errors inconsistently
             text = str(exc).lower()
-            if uri and any(s in text for s in _UNREACHABLE):
+            if any(s in text for s in _UNREACHABLE):
                 left = _outage(uri).failed(exc)
                 time.sleep(min(delay * 2 ** min(i, 6), 5.0, max(left, 0.1)))
                 continue
-            if not any(s in text for s in _TRANSIENT) or i >= attempts - 1:
+            if not any(s in text for s in _LOCKED) or i >= attempts - 1:
                 raise
             time.sleep(delay * min(2 ** i, 20))
             continue
-        if uri:
-            _outage(uri).answered()
+        _outage(uri).answered()
         return result
     raise AssertionError("unreachable")
 

@@ -157,7 +157,7 @@ def test_an_unreachable_server_is_waited_for_up_to_the_bound_then_fails_in_one_l
 
     uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     started = time.monotonic()
-    retry_for(uri, 3)
+    retry_for(3)
     with pytest.raises(RipuError) as info:
         Tracker(uri, "gone")
     waited = time.monotonic() - started

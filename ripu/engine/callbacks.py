@@ -77,7 +77,7 @@ class TrackingCallback(Callback):
         """A run for the trial in ``out_dir``; a resumed trial continues its own run.
         ``background=False``: every write is done before its hook returns."""
         check_uri(cfg.tracking.uri)
-        retry_for(cfg.tracking.uri, cfg.tracking.retry_seconds)
+        retry_for(cfg.tracking.retry_seconds)
         trial = TrialDir(out_dir)
         run_id = trial.run_id() if resume else None
         tags = {**trial_tags(cfg), **(extra_tags or {})}

@@ -103,7 +103,7 @@ def run_sweep(cfg: Config, experiment_file: str | Path, *, init: str | Path | No
                         f"warm-up model")
     uri = absolute_uri(cfg.tracking.uri, Path.cwd())
     check_uri(uri)
-    retry_for(uri, cfg.tracking.retry_seconds)
+    retry_for(cfg.tracking.retry_seconds)
     out_root = (Path(out_dir) / exp.name).resolve()
     inits = trial_inits(exp.trials, exp.name, init=init_path, folder=warmups)
     validate_inputs(exp.trials, inits)

@@ -68,7 +68,7 @@ def trial_main(config: dict[str, Any], *, trials: dict[str, Trial], out_root: st
     trial = trials[config["trial"]]
     out, init, start = Path(out_root) / trial.name, inits[trial.name], starts[trial.name]
     folder = TrialDir(out)
-    retry_for(tracking_uri, trial.cfg.tracking.retry_seconds)
+    retry_for(trial.cfg.tracking.retry_seconds)
     run_id = folder.run_id()
     run = get_run(tracking_uri, run_id) if run_id else None
     if plan(out, trial.cfg, start.sha256, run) is Plan.DONE:
