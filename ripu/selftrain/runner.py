@@ -121,23 +121,16 @@ def _thresholds(
     device: str | torch.device,
     batch_size: int,
     progress: bool,
-    keep_maps: bool = False,
-) -> tuple[dict[int, list[int]], Tensor, dict[str, PixelMaps] | None]:
-    """First pass: per-image statistics of every image, then confident images and tau;
-    with ``keep_maps`` also ``{id: PixelMaps}`` of every image (on the CPU), so that
-    pseudo-labelling every image needs no second pass."""
+) -> tuple[dict[int, list[int]], Tensor]:
+    """First pass: per-image statistics of every image, then confident images and tau."""
     if len(dataset) == 0:
         raise DatasetError("the target dataset is empty; LSE needs at least one image")
     stats: list[ImageStats] = []
-    kept_maps: dict[str, PixelMaps] | None = {} if keep_maps else None
-    for _, item, probs in _predict(model, dataset, range(len(dataset)), num_classes=num_classes,
+    for _, _, probs in _predict(model, dataset, range(len(dataset)), num_classes=num_classes,
                                 device=device, batch_size=batch_size, progress=progress,
                                 desc="LSE stats"):
-        maps = pixel_maps(probs)
-        stats.append(stats_from_maps(maps, num_classes))
-        if kept_maps is not None:
-            kept_maps[str(item["id"])] = PixelMaps(*(m.cpu() for m in maps))
-    return (*select_confident(stats, fraction, num_classes, rule), kept_maps)
+        stats.append(stats_from_maps(pixel_maps(probs), num_classes))
+    return select_confident(stats, fraction, num_classes, rule)
 
 
 def _label_pass(
@@ -192,8 +185,8 @@ def build_pseudo_labels(
     ``device``. Images and labels must have the same size, since crop boxes are shared.
     """
     fraction = round_fraction(round_index, p_base, p_step)
-    kept, tau, _ = _thresholds(model, dataset, fraction, num_classes=num_classes, rule=rule,
-                               device=device, batch_size=batch_size, progress=progress)
+    kept, tau = _thresholds(model, dataset, fraction, num_classes=num_classes, rule=rule,
+                            device=device, batch_size=batch_size, progress=progress)
     images = kept_union(kept)
     patches: dict[int, list[Patch]] = {}
     ids: list[str] = []
@@ -259,15 +252,12 @@ def full_pseudo_labels(
         returns ``{id: uint8 (H, W)}`` at label resolution, on the CPU.
     """
     fraction = round_fraction(round_index, p_base, p_step)
-    kept, tau, every = _thresholds(model, dataset, fraction, num_classes=num_classes,
-                                   rule=rule, device=device, batch_size=batch_size,
-                                   progress=progress, keep_maps=not only_kept)
-    if every is not None:  # every image: its maps from the first pass
-        return {key: pseudo_label(m.pred, m.norm_entropy, tau, IGNORE_INDEX)[0].to(torch.uint8)
-                for key, m in every.items()}
+    kept, tau = _thresholds(model, dataset, fraction, num_classes=num_classes, rule=rule,
+                            device=device, batch_size=batch_size, progress=progress)
+    indices = kept_union(kept) if only_kept else range(len(dataset))
     maps: dict[str, Tensor] = {}
     for _, item, _, _, label, _ in _label_pass(
-            model, dataset, kept_union(kept), tau, num_classes=num_classes, device=device,
+            model, dataset, indices, tau, num_classes=num_classes, device=device,
             batch_size=batch_size, progress=progress, desc="LSE pseudo-labels"):
         maps[str(item["id"])] = label.to(torch.uint8).cpu()
     return maps
