@@ -16,10 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from ripu.data.labels import IGNORE_INDEX as IGNORE
 from ripu.errors import RipuError
 from ripu.io import atomic_path
-
-IGNORE = 255
 
 
 def labels_path(masks_dir: Path, round_index: int) -> Path:
