@@ -87,8 +87,7 @@ class Trainer:
             load_weights(self.model, init)
         self.start = start_of(cfg, init)  # what the weights start from (ripu.starts)
         self.optimizer = build_optimizer(self.model, cfg.optim)
-        self.objective = Objective(self.kind.terms, cfg.loss,
-                                   joint=getattr(self.model, "per_image", False))
+        self.objective = Objective(self.kind.terms, cfg.loss, joint=self.model.per_image)
         self.iteration = 0
         self.rounds_done = 0
         self.state = LabelState()

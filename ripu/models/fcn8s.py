@@ -104,9 +104,9 @@ class VGG16Backbone(nn.Module):
         return pooled[2], pooled[3], x
 
 
-def _crop(x: torch.Tensor, offset: int, like: torch.Tensor | tuple[int, int]) -> torch.Tensor:
+def _crop(x: torch.Tensor, offset: int, like: torch.Tensor) -> torch.Tensor:
     """``x[:, :, offset:offset + h, offset:offset + w]`` with (h, w) of ``like``."""
-    h, w = like.shape[-2:] if isinstance(like, torch.Tensor) else like
+    h, w = like.shape[-2:]
     return x[:, :, offset:offset + h, offset:offset + w]
 
 
