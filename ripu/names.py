@@ -36,7 +36,7 @@ ARCHS: tuple[str, ...] = tuple(ARCH_TRAITS)
 BACKBONES: tuple[str, ...] = ("resnet101", "resnet50")
 # torch.optim classes a config may name (ripu.engine.optim.OPTIMIZERS).
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adam")
-# Pixel normalisations (ripu.data.transforms.NORMALIZATIONS).
+# Pixel normalisations (``data.normalize``; ripu.data.transforms applies them).
 NORMALIZATIONS: tuple[str, ...] = ("imagenet", "caffe_bgr")
 # ripu.data.DATASETS: readers of the datasets' on-disk layouts.
 DATASETS: tuple[str, ...] = ("gta5", "synthia", "cityscapes")

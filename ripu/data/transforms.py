@@ -18,6 +18,7 @@ from PIL import Image
 
 from ripu.data.labels import IGNORE_INDEX
 from ripu.errors import RipuError
+from ripu.names import NORMALIZATIONS
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
@@ -25,10 +26,10 @@ IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 # data/__init__.py:8, LSE.py:107).
 CAFFE_MEAN_BGR: tuple[float, float, float] = (104.00698793, 116.66876762, 122.67891434)
 RESIZE_RULES = ("cv2_linear", "pil_bicubic")
-# Pixel normalisations (``data.normalize``): ``imagenet``: RGB in [0, 1], minus the ImageNet
-# mean, over its std (torchvision's); ``caffe_bgr``: BGR on 0..255 minus the Caffe means (the
-# LSE authors' VGG16-FCN8s input, gta5_dataset.py:49-50, cityscapes_dataset.py:39-40).
-NORMALIZATIONS = ("imagenet", "caffe_bgr")
+# Pixel normalisations (``data.normalize``, :data:`ripu.names.NORMALIZATIONS`): ``imagenet``:
+# RGB in [0, 1], minus the ImageNet mean, over its std (torchvision's); ``caffe_bgr``: BGR on
+# 0..255 minus the Caffe means (the LSE authors' VGG16-FCN8s input, gta5_dataset.py:49-50,
+# cityscapes_dataset.py:39-40).
 
 
 def check_rule(rule: str) -> str:
@@ -118,7 +119,7 @@ def encode(image: np.ndarray, rule: str = "imagenet") -> torch.Tensor:
     """
     if check_normalization(rule) == "imagenet":
         return normalize(to_tensor(image))
-    bgr = to_tensor(image[:, :, ::-1]).mul_(255.0).round_()  # exact integers
+    bgr = torch.from_numpy(np.ascontiguousarray(image[:, :, ::-1].transpose(2, 0, 1))).float()
     return bgr - _caffe_mean(bgr)
 
 
