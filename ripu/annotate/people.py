@@ -108,8 +108,7 @@ class PeopleLabels:
                      device: torch.device) -> None:
         selection = round_selection(self.masks_dir, r)
         project = self.project(target.class_names)
-        self.push(project, r, selection, target, model, device)
-        tasks = self.tasks(project)
+        tasks = self.push(project, r, selection, target, model, device)
         ours = self._ours(tasks, r, selection)
         self._report_closed_rounds(tasks, r)
         answers = {i: answer(ours[i], selection[i], target.class_names)
@@ -181,12 +180,14 @@ class PeopleLabels:
         return ours
 
     def push(self, project: int, r: int, selection: Mapping[str, np.ndarray], target: Any,
-             model: torch.nn.Module, device: torch.device) -> int:
-        """Push round ``r``'s missing tasks; the number pushed. A task in the ledger but not
-        on the server was deleted there and is not pushed again."""
+             model: torch.nn.Module, device: torch.device) -> list[dict[str, Any]]:
+        """Push round ``r``'s missing tasks; the project's tasks afterwards (exported once
+        when nothing was missing). A task in the ledger but not on the server was deleted
+        there and is not pushed again."""
         ledger_path = self._ledger_path(r)
         recorded = _read_ledger(ledger_path)
-        ours = self._ours(self.tasks(project), r, selection)
+        tasks = self.tasks(project)
+        ours = self._ours(tasks, r, selection)
         ledger = {**recorded, **{i: int(t["id"]) for i, t in ours.items()}}
         todo = [i for i in target.ids if i in selection and i not in ledger]
         if ledger != recorded or not ledger_path.is_file():
@@ -200,7 +201,7 @@ class PeopleLabels:
                                    payload)
             ledger.update(zip(batch, (int(x) for x in got.get("task_ids", [])), strict=False))
             write_json(ledger_path, ledger)
-        return len(todo)
+        return self.tasks(project) if todo else tasks
 
     def _task(self, project: int, r: int, image_id: str, target: Any, selected: np.ndarray,
               predicted: np.ndarray) -> dict[str, Any]:
