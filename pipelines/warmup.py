@@ -27,8 +27,8 @@ from pipelines.common import (
     main,
     show_progress,
 )
-from ripu.config import Config
-from ripu.engine.build import build_datasets, select_device
+from ripu.config import Config, apply_overrides
+from ripu.engine.build import build_datasets, build_model_from, select_device
 from ripu.engine.callbacks import TrackingCallback
 from ripu.engine.checkpoint import read_checkpoint
 from ripu.engine.evaluate import evaluate
@@ -37,7 +37,6 @@ from ripu.engine.trial_dir import TrialDir
 from ripu.errors import ConfigError
 from ripu.experiments import Experiment
 from ripu.io import atomic_path, write_json
-from ripu.models import build_model
 from ripu.starts import start_of
 from ripu.warmups import Warmup, model_signature, warmup_path
 
@@ -78,9 +77,8 @@ def build(root: Path, experiment: str, warmup: Warmup) -> dict[str, Any]:
 def load_file(warmup: Warmup, path: str) -> torch.nn.Module:
     """The warm-up's model with the weights of ``path`` (any layout that model reads, e.g. the
     LSE authors' ``*_vggfcn_init.pth``); RipuError naming the file when they do not fit."""
-    cfg = warmup.cfg
-    return build_model(cfg.model.arch, cfg.data.num_classes, backbone=cfg.model.backbone,
-                       width=cfg.model.width, pretrained=path, seed=cfg.seed)
+    return build_model_from(apply_overrides(warmup.cfg, {"model.pretrained": path}),
+                            torch.device("cpu"))
 
 
 def imported(root: Path, experiment: str, warmup: Warmup, model: torch.nn.Module,
