@@ -125,29 +125,23 @@ class IterationBatches(torch.utils.data.Dataset):
         g = seeded_generator(self.seed, it, 2)
         idx = self._indices(it, len(self.target), self.batch_target, 5, g)
         images, labels, pseudos = [], [], []
+        people, pseudo_maps = self.target_labels.labels, self.target_labels.pseudo
         for i in idx:
             item = self.target[i]
             image, label = item["image"], item["label"]
-            people = self.target_labels.labels
-            if people is not None:  # where this round's labels come from: people, not the oracle
-                label = (torch.from_numpy(people[item["id"]]).long() if item["id"] in people
-                         else torch.full_like(label, IGNORE))
             size = (image.shape[-1], image.shape[-2])
-            if label.shape != image.shape[-2:]:
-                label = torch.from_numpy(self.target.transform.label_to(
-                    label.numpy().astype(np.uint8), size)).long()
+            if people is not None:  # where this round's labels come from: people, not the oracle
+                label = self._at_size(people.get(item["id"]), image)
+            elif label.shape != image.shape[-2:]:
+                label = self._at_size(label.numpy().astype(np.uint8), image)
             if self.target_labels.labelled is not None:
                 mask = self.target_labels.labelled[item["id"]]
                 if mask.ndim and mask.shape != image.shape[-2:]:  # 0-d: nothing labelled yet
                     mask = self.target.transform.label_to(mask, size)
                 mask = torch.from_numpy(np.ascontiguousarray(mask))
                 label = torch.where(mask, label, torch.full_like(label, IGNORE))
-            pseudo = torch.full_like(label, IGNORE)
-            if self.target_labels.pseudo is not None and item["id"] in self.target_labels.pseudo:
-                pseudo_map = self.target_labels.pseudo[item["id"]]
-                if pseudo_map.shape != image.shape[-2:]:
-                    pseudo_map = self.target.transform.label_to(pseudo_map, size)
-                pseudo = torch.from_numpy(np.ascontiguousarray(pseudo_map)).long()
+            pseudo = self._at_size(None if pseudo_maps is None else pseudo_maps.get(item["id"]),
+                                   image)
             if self.flip and bool(torch.rand(1, generator=g) < 0.5):
                 image, label, pseudo = image.flip(-1), label.flip(-1), pseudo.flip(-1)
             images.append(image)
@@ -155,6 +149,15 @@ class IterationBatches(torch.utils.data.Dataset):
             pseudos.append(pseudo)
         return {"image": torch.stack(images), "label": torch.stack(labels),
                 "pseudo": torch.stack(pseudos), "index": torch.tensor(idx)}
+
+    def _at_size(self, lab: np.ndarray | None, image: torch.Tensor) -> torch.Tensor:
+        """A uint8 (h, w) label map at ``image``'s size (resized as the target's labels), as
+        long; all IGNORE where ``lab`` is None (no map for this image)."""
+        if lab is None:
+            return torch.full(image.shape[-2:], IGNORE, dtype=torch.long)
+        if lab.shape != image.shape[-2:]:
+            lab = self.target.transform.label_to(lab, (image.shape[-1], image.shape[-2]))
+        return torch.from_numpy(np.ascontiguousarray(lab)).long()
 
     def __getitem__(self, it: int) -> dict[str, dict[str, torch.Tensor] | None]:
         return {
