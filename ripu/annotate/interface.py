@@ -1,13 +1,15 @@
 """What annotators see: the labelling interface and one task per image of a round.
 
-The interface shows the image, a brush layer ``regions`` (the round's selected regions or
-points, one label, yellow) and a brush control ``label`` with the experiment's classes in
-the Cityscapes colours. A task carries the image (a PNG data URI at the label state's
-file on the server), ripu's keys (``ripu_trial``,
-``ripu_round``, ``ripu_image``) and one prediction: the regions layer plus the model's
-prediction inside the regions, per class, as a draft to correct. The image is uploaded to
-the server first (a PNG at the label state's resolution, so one painted pixel is one label
-pixel) and the task refers to the server's copy.
+The interface shows the image, a brush layer ``regions`` (the outlines of the round's
+selected regions or points, one label, cyan) and a brush control ``label`` with the
+experiment's classes in the Cityscapes colours, each with its hotkey. A task carries the
+image (uploaded to the server first; the task refers to the server's copy), ripu's keys
+(``ripu_trial``, ``ripu_round``, ``ripu_image``) and one prediction: the regions layer plus
+the model's prediction inside the regions, per class, as a draft to correct: every new
+annotation starts from it, the first and any opened with "+" alike. The image is
+the label state's pixels upscaled (nearest, :mod:`ripu.annotate.display`) with the regions'
+outlines drawn into it, so they show in every annotation, a blank one too; the outlines lie
+outside the regions and hide neither the draft nor the pixels to paint.
 """
 
 from __future__ import annotations
@@ -20,27 +22,38 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 from PIL import Image
 
+from ripu.annotate.display import outline, scale, task_image, upscale
 from ripu.annotate.rle import encode_mask
 from ripu.data.labels import CLASSES_19
 from ripu.data.synthetic import CITYSCAPES_PALETTE
 
 IMAGE, REGIONS, LABEL = "image", "regions", "label"
 REGION_LABEL = "to label"
-REGION_COLOUR = "#ffd400"
+REGION_RGB = (0, 255, 255)  # cyan: at least 161 (RGB distance) from every class colour
+REGION_COLOUR = "#00ffff"
 MODEL_VERSION = "ripu"
 COLOURS = dict(zip(CLASSES_19, CITYSCAPES_PALETTE, strict=True))
+# A class's hotkey: its position in the experiment's list (Label Studio's own order of
+# automatic hotkeys, without the keys its tools use).
+HOTKEYS = "1234567890qwtyiopjkl"
+
+
+def hotkey(index: int) -> str:
+    """The key that picks the ``index``-th class of the interface."""
+    return HOTKEYS[index]
 
 
 def label_config(class_names: Sequence[str]) -> str:
     """The Label Studio labelling interface (XML) for ``class_names``."""
     labels = "\n".join(
-        f'    <Label value={quoteattr(name)} background="#{"".join(f"{c:02x}" for c in COLOURS[name])}"/>'
-        for name in class_names)
+        f'    <Label value={quoteattr(name)} hotkey="{hotkey(i)}" '
+        f'background="#{"".join(f"{c:02x}" for c in COLOURS[name])}"/>'
+        for i, name in enumerate(class_names))
     return f"""<View>
-  <Header value="Paint the pixels inside the yellow regions: pixels painted outside them are ignored."/>
+  <Header value="Paint the pixels inside the cyan outlines (pick a class with its key): pixels painted outside them are ignored."/>
   <Image name="{IMAGE}" value="$image" zoom="true" zoomControl="true" smoothing="false"/>
   <BrushLabels name="{REGIONS}" toName="{IMAGE}">
-    <Label value="{REGION_LABEL}" background="{REGION_COLOUR}"/>
+    <Label value="{REGION_LABEL}" background="{REGION_COLOUR}" hotkey="{HOTKEYS[-1]}"/>
   </BrushLabels>
   <BrushLabels name="{LABEL}" toName="{IMAGE}">
 {labels}
@@ -48,18 +61,22 @@ def label_config(class_names: Sequence[str]) -> str:
 </View>"""
 
 
-def png(image: np.ndarray, size: tuple[int, int]) -> bytes:
-    """``image`` (h, w, 3) uint8 resized (bilinear) to ``size`` (H, W), as PNG bytes."""
+def png(image: np.ndarray, selected: np.ndarray) -> bytes:
+    """The task image of ``image`` (h, w, 3) uint8: resized (bilinear) to the size (H, W)
+    of ``selected`` bool (H, W), then upscaled with the regions outlined
+    (:func:`ripu.annotate.display.task_image`), as PNG bytes."""
+    h, w = selected.shape
     pil = Image.fromarray(image)
-    if pil.size != (size[1], size[0]):
-        pil = pil.resize((size[1], size[0]), Image.BILINEAR)
+    if pil.size != (w, h):
+        pil = pil.resize((w, h), Image.BILINEAR)
     buf = io.BytesIO()
-    pil.save(buf, format="PNG")
+    Image.fromarray(task_image(np.asarray(pil), selected, REGION_RGB)).save(buf, format="PNG")
     return buf.getvalue()
 
 
 def brush(control: str, name: str, mask: np.ndarray) -> dict[str, Any]:
-    """One brush result: ``mask`` bool (H, W) painted with label ``name`` of ``control``."""
+    """One brush result: ``mask`` bool (H, W) (the task image's size) painted with label
+    ``name`` of ``control``."""
     h, w = mask.shape
     return {"from_name": control, "to_name": IMAGE, "type": "brushlabels",
             "original_width": int(w), "original_height": int(h), "image_rotation": 0,
@@ -72,11 +89,15 @@ def task(trial: str, round_index: int, image_id: str, image_url: str,
     """The task of ``image_id`` in round ``round_index``, its image at ``image_url``.
 
     Shape: ``selected`` bool (H, W) and ``predicted`` int (H, W) class indices at the label
-    state's resolution.
+    state's resolution; the prediction's masks are upscaled to the task image's size.
     """
-    draft = [brush(LABEL, class_names[c], selected & (predicted == c))
+    k = scale(selected.shape)
+    draft = [brush(LABEL, class_names[c], upscale(selected & (predicted == c), k))
              for c in np.unique(predicted[selected]).tolist()]
+    result = [brush(REGIONS, REGION_LABEL, outline(selected, k)), *draft]
+    # non-interactive results are copied into every annotation Label Studio creates, a
+    # second one opened with "+" too (its createAnnotation), not only into the first
     return {"data": {IMAGE: image_url, "ripu_trial": trial,
                      "ripu_round": round_index, "ripu_image": image_id},
             "predictions": [{"model_version": MODEL_VERSION,
-                             "result": [brush(REGIONS, REGION_LABEL, selected), *draft]}]}
+                             "result": [{**r, "interactive_mode": False} for r in result]}]}

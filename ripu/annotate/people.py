@@ -14,13 +14,14 @@ labels available to the trainer:
 Unfinished tasks hold the round: training goes on only once every task is answered. A task
 skipped in Label Studio, or deleted there (reported), leaves its regions unlabelled: those
 pixels still count against the budget and are never selected again, and the loss ignores
-them. An annotation changed after its round closed is reported and not used.
+them. An annotation changed after its round closed is reported once, recorded in that
+round's ledger, and not used. :meth:`PeopleLabels.round_counts` gives a closed round's
+counts as the trial's metrics.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,8 +32,9 @@ import torch
 from ripu.acquisition import LabelState
 from ripu.annotate.client import AnnotateError, Studio, connect
 from ripu.annotate.interface import MODEL_VERSION, label_config, png, task
-from ripu.annotate.pull import answer, newest_annotation
-from ripu.annotate.report import report_line, round_report
+from ripu.annotate.ledger import Ledger, ledger_path, read_ledger, write_ledger
+from ripu.annotate.pull import answer, answer_annotation, unanswered
+from ripu.annotate.report import report_line, round_metrics, round_report
 from ripu.annotate.round_labels import (
     labels_path,
     load_round_labels,
@@ -40,9 +42,7 @@ from ripu.annotate.round_labels import (
     save_round_labels,
 )
 from ripu.config import Config
-from ripu.errors import RipuError
 from ripu.inference import predict
-from ripu.io import write_json
 
 WAITING_STATUS = 75  # sysexits.h EX_TEMPFAIL: "try again later", not a failure
 PUSH_BATCH = 20
@@ -89,6 +89,7 @@ class PeopleLabels:
         self.title = f"{cfg.annotate.project}/{trial}"
         self.batch_size = cfg.active.batch_size
         self._rounds: dict[int, dict[str, np.ndarray]] = {}
+        self._headers: dict[int, dict[str, Any]] = {}
 
     # ------------------------------------------------------------------ the trainer's side
 
@@ -101,8 +102,12 @@ class PeopleLabels:
                 path = labels_path(self.masks_dir, r)
                 if not path.is_file():
                     self._close_round(r, target, model, device)
-                self._rounds[r] = load_round_labels(path)[0]
+                self._rounds[r], self._headers[r] = load_round_labels(path)
         return merge_rounds(self._rounds[r] for r in range(round_index + 1))
+
+    def round_counts(self, round_index: int) -> dict[str, float]:
+        """The pull's counts of a received round as metrics (``people/<count>``)."""
+        return round_metrics(self._headers[round_index])
 
     def _close_round(self, r: int, target: Any, model: torch.nn.Module,
                      device: torch.device) -> None:
@@ -113,13 +118,13 @@ class PeopleLabels:
         self._report_closed_rounds(tasks, r)
         answers = {i: answer(ours[i], selection[i], target.class_names)
                    for i in selection if i in ours}
-        waiting = sum(a.annotation is None for a in answers.values())
+        waiting = sum(a.labels is None for a in answers.values())
         if waiting:
             raise AwaitingLabels(r, waiting, len(answers), self.title, self.studio.url)
-        deleted = sorted(set(selection) - set(ours))
+        deleted = {i: unanswered(selection[i]) for i in sorted(set(selection) - set(ours))}
         header = round_report(r, answers, deleted)
-        header["used"] = {i: [a.annotation["id"], a.annotation.get("updated_at")]
-                          for i, a in answers.items()}
+        header["used"] = {i: _stamp(a.annotation) for i, a in answers.items()
+                          if a.annotation is not None}
         labels = {i: a.labels for i, a in answers.items()}
         save_round_labels(labels_path(self.masks_dir, r), labels, header)
         print(report_line(header), flush=True)
@@ -149,9 +154,6 @@ class PeopleLabels:
         """Every task of ``project`` with its annotations (Label Studio's JSON export)."""
         return self.studio.call(
             "GET", f"/api/projects/{project}/export?exportType=JSON&download_all_tasks=true")
-
-    def _ledger_path(self, r: int) -> Path:
-        return self.masks_dir / f"tasks_{r}.json"
 
     def _ours(self, tasks: list[dict[str, Any]], r: int,
               selection: Mapping[str, np.ndarray]) -> dict[str, dict[str, Any]]:
@@ -184,14 +186,15 @@ class PeopleLabels:
         """Push round ``r``'s missing tasks; the project's tasks afterwards (exported once
         when nothing was missing). A task in the ledger but not on the server was deleted
         there and is not pushed again."""
-        ledger_path = self._ledger_path(r)
-        recorded = _read_ledger(ledger_path)
+        path = ledger_path(self.masks_dir, r)
+        recorded = read_ledger(path)
         tasks = self.tasks(project)
         ours = self._ours(tasks, r, selection)
-        ledger = {**recorded, **{i: int(t["id"]) for i, t in ours.items()}}
-        todo = [i for i in target.ids if i in selection and i not in ledger]
-        if ledger != recorded or not ledger_path.is_file():
-            write_json(ledger_path, ledger)
+        ledger = Ledger({**recorded.tasks, **{i: int(t["id"]) for i, t in ours.items()}},
+                        recorded.refused)
+        todo = [i for i in target.ids if i in selection and i not in ledger.tasks]
+        if ledger != recorded or not path.is_file():
+            write_ledger(path, ledger)
         drafts = self._drafts(todo, target, model, device)
         for start in range(0, len(todo), PUSH_BATCH):
             batch = todo[start:start + PUSH_BATCH]
@@ -199,13 +202,14 @@ class PeopleLabels:
                        for i in batch]
             got = self.studio.call("POST", f"/api/projects/{project}/import?return_task_ids=true",
                                    payload)
-            ledger.update(zip(batch, (int(x) for x in got.get("task_ids", [])), strict=False))
-            write_json(ledger_path, ledger)
+            ledger.tasks.update(zip(batch, (int(x) for x in got.get("task_ids", [])),
+                                    strict=False))
+            write_ledger(path, ledger)
         return self.tasks(project) if todo else tasks
 
     def _task(self, project: int, r: int, image_id: str, target: Any, selected: np.ndarray,
               predicted: np.ndarray) -> dict[str, Any]:
-        image = png(target.read_image(target.ids.index(image_id)), selected.shape)
+        image = png(target.read_image(target.ids.index(image_id)), selected)
         url = self.studio.upload(project, image_id.replace("/", "__") + ".png", image)
         made = task(self.trial, r, image_id, url, selected, predicted, target.class_names)
         made["data"]["ripu_selection"] = selection_key(selected)
@@ -225,26 +229,30 @@ class PeopleLabels:
         return out
 
     def _report_closed_rounds(self, tasks: list[dict[str, Any]], r: int) -> None:
-        """Print one line per annotation changed on a task of a closed round (not used)."""
-        used: dict[int, dict[str, Any]] = {}
+        """Print one line per annotation changed on a task of a closed round (not used), and
+        record it in that round's ledger: a later pull says nothing more of it."""
+        changed: dict[int, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
         for t in tasks:
-            k = t["data"]["ripu_round"]
-            if k >= r:
-                continue
-            if k not in used:
-                used[k] = load_round_labels(labels_path(self.masks_dir, k))[1].get("used", {})
-            a = newest_annotation(t)
-            image_id = t["data"]["ripu_image"]
-            if a is not None and used[k].get(image_id) != [a["id"], a.get("updated_at")]:
-                print(f"refused: annotation {a['id']} on task {t['id']} (image {image_id}) of "
-                      f"round {k}, changed after round {k} closed; not used", flush=True)
+            k, a = t["data"]["ripu_round"], answer_annotation(t)
+            if k < r and a is not None:
+                changed.setdefault(k, []).append((t, a))
+        for k, answered in sorted(changed.items()):
+            used = load_round_labels(labels_path(self.masks_dir, k))[1].get("used", {})
+            path = ledger_path(self.masks_dir, k)
+            ledger = read_ledger(path)
+            new = [(t, a) for t, a in answered
+                   if used.get(t["data"]["ripu_image"]) != _stamp(a)
+                   and ledger.refused.get(str(a["id"])) != str(a.get("updated_at"))]
+            for t, a in new:
+                print(f"refused: annotation {a['id']} on task {t['id']} (image "
+                      f"{t['data']['ripu_image']}) of round {k}, changed after round {k} "
+                      f"closed; not used (recorded in {path.name}, not reported again)",
+                      flush=True)
+                ledger.refused[str(a["id"])] = str(a.get("updated_at"))
+            if new:
+                write_ledger(path, ledger)
 
 
-def _read_ledger(path: Path) -> dict[str, int]:
-    try:
-        return {str(k): int(v) for k, v in json.loads(path.read_text()).items()}
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError, AttributeError) as err:
-        raise RipuError(f"{path}: unreadable task ledger ({err}); expected JSON written by "
-                        f"ripu") from err
+def _stamp(annotation: dict[str, Any]) -> list[Any]:
+    """What identifies an annotation's version: its id and when it was last changed."""
+    return [annotation["id"], annotation.get("updated_at")]

@@ -31,6 +31,8 @@ class Callback:
     def on_round(self, trainer: Trainer, round_index: int, path: Path) -> None: ...
     def on_lse_round(self, trainer: Trainer, round_index: int,
                      pseudo_set: PseudoLabelSet) -> None: ...
+    def on_labels(self, trainer: Trainer, round_index: int, counts: dict[str, float]) -> None:
+        """Round ``round_index``'s labels came from people: the pull's ``counts``."""
     def on_eval(self, trainer: Trainer, result: EvalResult, step: int) -> None: ...
     def on_before_checkpoint(self, trainer: Trainer, path: Path) -> None:
         """Called before the checkpoint at ``path`` is written."""
@@ -122,6 +124,9 @@ class TrackingCallback(Callback):
             path = trainer.trial_dir.round_file(r)
             if path.name not in have and path.is_file():
                 self._log_round(trainer, path, LabelState.load(path))
+
+    def on_labels(self, trainer: Trainer, round_index: int, counts: dict[str, float]) -> None:
+        self.tracker.log_metrics(counts, step=round_index)
 
     def on_lse_round(self, trainer: Trainer, round_index: int,
                      pseudo_set: PseudoLabelSet) -> None:

@@ -254,6 +254,8 @@ class Trainer:
         if self.people is not None:
             self.people_labels = self.people.receive(
                 round_index, target=self.data["target"], model=self.model, device=self.device)
+            for r in range(round_index + 1):  # the tracker keeps one value per round
+                self.callbacks.on_labels(self, r, self.people.round_counts(r))
 
     def _pseudo_labels_outside_selection(self, round_index: int) -> dict[str, np.ndarray]:
         """LSE pseudo-labels on the target pixels not selected (255 on selected ones)."""

@@ -1,10 +1,11 @@
 """A simulated annotator: answers a round's tasks in Label Studio from the ground truth.
 
-Runs in Label Studio's environment: it reads each task's regions layer with Label Studio's
-converter (``decode_rle``) as the frontend shows it, and paints the true class of every
-pixel inside the regions as one brush stroke per class, encoded by the converter's
-``encode_rle`` (the frontend's code), then submits through the API with the user's token
-($LABEL_STUDIO_TOKEN).
+Runs in Label Studio's environment: it reads each task's draft (the prediction's ``label``
+strokes, which cover exactly the pixels to label) with Label Studio's converter
+(``decode_rle``) as the frontend shows it, and paints the true class of every pixel inside
+the regions as one brush stroke per class on the upscaled task image (each label pixel a
+k x k square), encoded by the converter's ``encode_rle`` (the frontend's code), then
+submits through the API with the user's token ($LABEL_STUDIO_TOKEN).
 
 usage: annotator.py URL PROJECT ROUND TRUTH.npz [--outside N] [--rename OLD=NEW]
                     [--size WxH] [--skip IMAGE] [--only IMAGE] [--wrong IMAGE] [--edit]
@@ -39,17 +40,24 @@ def call(url: str, method: str, path: str, body=None):
     return json.loads(text) if text else None
 
 
-def stroke(mask: np.ndarray, name: str, size: tuple[int, int]) -> dict:
-    rgba = np.repeat(mask[..., None], 4, axis=2).astype(np.uint8) * 255
+def stroke(mask: np.ndarray, name: str, size: tuple[int, int], k: int) -> dict:
+    """``mask`` (label pixels) painted on the task image, k times larger."""
+    big = np.repeat(np.repeat(mask, k, axis=0), k, axis=1)
+    rgba = np.repeat(big[..., None], 4, axis=2).astype(np.uint8) * 255
     return {"from_name": "label", "to_name": "image", "type": "brushlabels",
             "original_width": size[0], "original_height": size[1], "image_rotation": 0,
             "value": {"format": "rle", "rle": encode_rle(rgba.ravel()), "brushlabels": [name]}}
 
 
-def regions_of(task: dict, url: str, h: int, w: int) -> np.ndarray:
+def regions_of(task: dict, url: str, h: int, w: int) -> tuple[np.ndarray, int]:
+    """The pixels to label (bool (h, w)) and the task image's scale k."""
     prediction = call(url, "GET", f"/api/predictions/{task['predictions'][0]}")
-    layer = next(r for r in prediction["result"] if r["from_name"] == "regions")
-    return decode_rle(layer["value"]["rle"]).reshape(h, w, 4)[..., 3] > 0
+    draft = [r for r in prediction["result"] if r["from_name"] == "label"]
+    k = draft[0]["original_width"] // w
+    inside = np.zeros((k * h, k * w), bool)
+    for r in draft:
+        inside |= decode_rle(r["value"]["rle"]).reshape(k * h, k * w, 4)[..., 3] > 0
+    return inside.reshape(h, k, w, k).all(axis=(1, 3)), k
 
 
 def main() -> None:
@@ -83,19 +91,19 @@ def main() -> None:
             continue
         gt = truth[image_id]
         h, w = gt.shape
-        size = tuple(int(v) for v in a.size.split("x")) if a.size else (w, h)
         if image_id in a.skip:
             call(a.url, "POST", f"/api/tasks/{task['id']}/annotations",
                  {"result": [], "was_cancelled": True})
             done["skipped"] += 1
             continue
-        inside = regions_of(task, a.url, h, w)
+        inside, k = regions_of(task, a.url, h, w)
+        size = tuple(int(v) for v in a.size.split("x")) if a.size else (k * w, k * h)
         answer = np.where(inside, 0 if image_id in a.wrong else gt, 255)
         if a.outside:
             out = np.flatnonzero(~inside & (gt != 255))[:a.outside]
             answer.flat[out] = gt.flat[out]
             done["outside"] += len(out)
-        result = [stroke(answer == c, names[c], size) for c in np.unique(answer) if c != 255]
+        result = [stroke(answer == c, names[c], size, k) for c in np.unique(answer) if c != 255]
         if task["annotations"]:
             newest = max(task["annotations"], key=lambda x: (x["updated_at"], x["id"]))
             call(a.url, "PATCH", f"/api/annotations/{newest['id']}", {"result": result})

@@ -17,6 +17,7 @@ import torch
 from ripu.annotate import AnnotateError, AwaitingLabels
 from ripu.annotate.client import Studio
 from ripu.annotate.people import round_selection
+from ripu.annotate.pull import regions_of
 from ripu.annotate.round_labels import labels_path, load_round_labels
 from ripu.config import apply_overrides
 from ripu.engine.build import build_datasets
@@ -80,7 +81,7 @@ def test_annotated_round_labels_equal_ground_truth_on_selected_pixels(label_stud
     # does a push cut after the server took the tasks and before the ledger recorded them
     ledger = TrialDir(out).masks_dir / "tasks_0.json"
     recorded = json.loads(ledger.read_text())
-    assert recorded == {t["data"]["ripu_image"]: t["id"] for t in tasks}
+    assert recorded == {"tasks": {t["data"]["ripu_image"]: t["id"] for t in tasks}, "refused": {}}
     assert waiting_round(cfg, out) == 0
     ledger.unlink()
     assert waiting_round(cfg, out) == 0
@@ -163,15 +164,22 @@ def test_annotation_edits_skips_and_deleted_tasks(label_studio, tiny_data, tmp_p
     np.testing.assert_array_equal(labels[first], np.where(sel[first], truth[first], 255))
     assert (labels[second] == 255).all() and third not in labels
     assert header["deleted"] == [third] and header["skipped"] == 1
-    assert header["regions_unlabelled"] >= 1
+    # the skipped and the deleted task's regions are all left unlabelled
+    gone = regions_of(sel[second])[0] + regions_of(sel[third])[0]
+    assert header["regions"] == sum(regions_of(m)[0] for m in sel.values())
+    assert header["regions_unlabelled"] >= gone >= 2
     text = capsys.readouterr().out
     assert f"1 deleted in Label Studio ({third})" in text
-    # an annotation changed after its round closed is reported, not used
+    # an annotation changed after its round closed is reported once, recorded, not used
     annotate(label_studio, project, 0, truth, names, tmp_path, "--edit", "--only", first,
              "--wrong", first)
     assert waiting_round(cfg, out) == 1
     assert f"(image {first}) of round 0, changed after round 0 closed; not used" in \
         capsys.readouterr().out
+    ledger = json.loads((TrialDir(out).masks_dir / "tasks_0.json").read_text())
+    assert len(ledger["refused"]) == 1
+    assert waiting_round(cfg, out) == 1
+    assert "changed after round 0 closed" not in capsys.readouterr().out
 
 
 def test_a_trial_started_afresh_pulls_its_rounds_again_and_keeps_the_earlier_labels(
