@@ -33,9 +33,9 @@ REGION_RGB = (0, 255, 255)  # cyan: at least 161 (RGB distance) from every class
 REGION_COLOUR = "#00ffff"
 MODEL_VERSION = "ripu"
 COLOURS = dict(zip(CLASSES_19, CITYSCAPES_PALETTE, strict=True))
-# A class's hotkey: its position in the experiment's list (Label Studio's own order of
-# automatic hotkeys, without the keys its tools use).
-HOTKEYS = "1234567890qwtyiopjkl"
+# A class's hotkey by its position in the experiment's list: Label Studio's own keys for
+# labels, less those its tools and regions use (B, E, H, K, M, O, P, R, U, V, W).
+HOTKEYS = "1234567890qtasdfgyijl"
 
 
 def hotkey(index: int) -> str:

@@ -251,26 +251,3 @@ def test_annotate_server_down_or_wrong_token_is_one_line_and_exit_2(label_studio
     assert ("is not reachable" if case == "down" else "refused the token") in lines[0]
     assert "0" * 40 not in done.stderr + done.stdout
     assert not out.exists()
-
-
-def test_annotate_task_in_chromium_shows_regions_and_classes(label_studio, tiny_data, tmp_path):
-    """A real browser logs in as the annotator, opens a task: the image, the regions layer
-    and every class are shown. The screenshot is docs/annotate_task.png's source."""
-    from tests.annotate.conftest import python_in_ls
-
-    cfg, out, names, truth, project = first_round(label_studio, tiny_data, tmp_path)
-    task = tasks_of(label_studio, project)[0]["id"]
-    shot = tmp_path / "task.png"
-    done = python_in_ls(str(Path(__file__).with_name("browser.py")), label_studio.url,
-                        str(project), str(task), str(shot),
-                        env={**os.environ, "LS_EMAIL": label_studio.email,
-                             "LS_PASSWORD": label_studio.password})
-    assert done.returncode == 0, done.stderr[-3000:]
-    seen = json.loads(done.stdout.strip().splitlines()[-1])
-    assert "to label" in seen["labels"]
-    assert set(names) <= set(seen["labels"])
-    assert seen["regions"] >= 2  # the regions layer and at least one class of the draft
-    assert seen["image_loaded"]
-    assert shot.stat().st_size > 10_000
-    if os.environ.get("RIPU_SCREENSHOT_TO_DOCS"):
-        (REPO / "docs" / "annotate_task.png").write_bytes(shot.read_bytes())
