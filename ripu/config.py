@@ -1,7 +1,9 @@
 """Typed, validated experiment configuration: one frozen dataclass per params.yaml section.
 
 `load_config(path, overrides)` reads a params file, applies ``section.key=value`` overrides
-(as ``dvc exp run -S`` does) and returns a frozen :class:`Config`. The sections are pydantic
+(as ``dvc exp run -S`` does) and returns a frozen :class:`Config`. A params file may derive
+from another (``base: ../../params.yaml``, relative to the file): it then holds only what
+differs, merged key by key over the base's sections (:func:`read_params`). The sections are pydantic
 dataclasses: strict types (no bool for a number, no string for an integer), ranges, unknown
 keys refused. :func:`validated` turns pydantic's first error into a one-line
 :class:`ConfigError` naming the full key path and what was expected. Registry-backed names are
@@ -417,11 +419,43 @@ def set_path(raw: dict, key: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
-def load_config(path: str | Path = "params.yaml", overrides: typing.Iterable[str] = ()) -> Config:
-    """Read ``path``, apply ``-S`` style overrides, validate; raises ConfigError."""
+BASE_KEY = "base"
+
+
+def merge(base: dict, over: dict) -> dict:
+    """``over`` merged into ``base``: mappings key by key (recursively), any other value
+    (lists too) replaced."""
+    out = dict(base)
+    for key, value in over.items():
+        both = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = merge(out[key], value) if both else value
+    return out
+
+
+def read_params(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
+    """The params mapping of ``path``, its ``base`` file's (if it names one) merged under
+    it; ConfigError for a missing base, a cycle, or anything but a mapping."""
+    path = Path(path)
     raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
+    if BASE_KEY not in raw:
+        return raw
+    base = raw.pop(BASE_KEY)
+    if not isinstance(base, str) or not base.strip():
+        raise ConfigError(f"{path}: base: expected the path of a params file (relative to "
+                          f"this file), got {base!r}")
+    parent = (path.parent / base).resolve()
+    if parent in _seen or parent == path.resolve():
+        raise ConfigError(f"{path}: base: {base} derives from itself; expected a chain of "
+                          f"params files that ends")
+    return merge(read_params(parent, (*_seen, path.resolve())), raw)
+
+
+def load_config(path: str | Path = "params.yaml", overrides: typing.Iterable[str] = ()) -> Config:
+    """Read ``path`` (and its base), apply ``-S`` style overrides, validate; raises
+    ConfigError."""
+    raw = read_params(path)
     for text in overrides:
         set_path(raw, *parse_override(text))
     return config_from_dict(raw, str(path))

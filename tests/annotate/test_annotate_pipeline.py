@@ -12,8 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from mlflow.tracking import MlflowClient
 
 from ripu.annotate.client import Studio
+from ripu.annotate.report import round_metrics
+from ripu.annotate.round_labels import load_round_labels
 from ripu.engine.build import build_datasets
 from ripu.tracking import list_runs
 from tests.annotate.conftest import annotate
@@ -30,10 +33,8 @@ def tiny_repo(repo: Path, url: str) -> None:
     """The tiny repository of tests/test_pipeline.py with the people pipeline shrunk."""
     _tiny_repo(repo)
     params = yaml.safe_load((repo / PARAMS).read_text())
-    params["data"].update(source_size=[64, 32], target_size=[64, 32], eval_size=[64, 32])
-    params["optim"].update(iters=8, poly_iters=8)
-    params["active"].update(rounds=2, round_at=[0.0, 0.5], batch_size=4)
-    params["train"].update(checkpoint_every=4, log_every=2, threads=1)
+    assert params["base"] == "../../params.yaml"  # the tiny params.yaml's protocol
+    params["active"] = {"rounds": 2, "round_at": [0.0, 0.5]}
     params["annotate"]["url"] = url
     (repo / PARAMS).write_text(yaml.safe_dump(params, sort_keys=False))
     exp = yaml.safe_load((repo / "experiments/people.yaml").read_text())
@@ -85,6 +86,15 @@ def test_annotate_people_pipeline_waits_then_goes_on_with_dvc_repro(label_studio
     assert "round 1 labels: " in out and f"{TRIAL}: finished, val mIoU" in out
     (run,) = list_runs(f"sqlite:///{repo / 'mlflow.db'}", "people")
     assert run.info.status == "FINISHED"
+    client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    for key in ("pixels_labelled", "regions_unlabelled", "skipped", "deleted", "empty",
+                "pixels_outside"):  # each round's pull counts, one value per round
+        history = client.get_metric_history(run.info.run_id, f"people/{key}")
+        headers = [load_round_labels(masks / f"labels_{r}.npz")[1] for r in (0, 1)]
+        assert [(m.step, m.value) for m in sorted(history, key=lambda m: m.step)] == \
+            [(r, round_metrics(h)[f"people/{key}"]) for r, h in enumerate(headers)]
+    assert headers[0]["pixels_labelled"] > 0
+    assert "is empty" not in out  # DVC's warning about an empty ripu/__init__.py
     assert "annotate.url" in run.data.params and \
         all(label_studio.token not in str(v) for v in run.data.params.values())
     code, out = dvc_repro(repo, env)
