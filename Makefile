@@ -71,7 +71,7 @@ test-e2e: $(STAMP) $(LS_STAMP) chromium  ## the end-to-end tests CI runs besides
 	  tests/test_sweep.py::test_killed_trial_is_retried_and_matches_an_uninterrupted_run \
 	  tests/test_sweep.py::test_sweep_on_a_two_node_ray_cluster_with_a_failing_trial \
 	  tests/test_interrupt.py tests/test_paper_pipeline.py tests/test_cluster_faults.py \
-	  tests/test_start_changed.py tests/annotate
+	  tests/test_start_changed.py tests/test_environment.py tests/annotate
 
 gpu-smoke: $(STAMP)     ## every trial kind on CUDA (fp32, bf16), selection at 2048x1024, 2-GPU NCCL -> reports/gpu_smoke.json
 	$(PY) -m benchmarks.gpu_smoke

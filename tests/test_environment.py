@@ -97,3 +97,18 @@ def test_drift_help_and_gpu_smoke_without_cuda_are_one_command_each():
                           capture_output=True, text=True, check=True)
     assert done.stdout.strip().splitlines() == [
         f"gpu-smoke: no CUDA device visible (torch {torch.__version__}); nothing run"]
+
+
+@pytest.mark.slow  # needs .venv-ls (make test-e2e builds it)
+@pytest.mark.integration
+def test_label_studio_venv_equals_its_lock():
+    """`make .venv-ls/.installed` installs its lock exactly (pip, which the venv brings,
+    aside)."""
+    import os
+
+    venv = Path(os.environ.get("RIPU_LABEL_STUDIO_VENV", REPO / ".venv-ls"))
+    assert (venv / "bin" / "python").is_file(), f"{venv} missing: run make .venv-ls/.installed"
+    freeze = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "freeze", "--all"],
+                            check=True, capture_output=True, text=True).stdout
+    installed = {n: v for n, v in drift.pins(freeze).items() if n != "pip"}
+    assert drift.changes(drift.pins((REQ / "label-studio.lock").read_text()), installed) == []
