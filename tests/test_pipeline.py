@@ -216,7 +216,7 @@ def _all_outs(spec: dict, params: dict) -> set[str]:
 
 def _tiny_repo(dest: Path) -> Path:
     """A copy of the repository with tiny params and a two-trial experiment."""
-    for item in ("ripu", "pipelines", "experiments"):
+    for item in ("ripu", "pipelines", "experiments", "requirements"):
         shutil.copytree(REPO / item, dest / item,
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     for item in ("dvc.yaml", ".dvcignore", ".gitignore", "params.yaml"):
