@@ -119,19 +119,29 @@ def cover(read: set[str], raw: dict, params: str) -> list[str]:
 def cover_files(read: set[str], files: list[tuple[str, dict]]) -> list[tuple[str, list[str]]]:
     """The DVC params lists for the leaves ``read`` of a params file made of ``files``
     (nearest first: the file, then the file it derives from): a section read whole by name
-    in every file that holds it, a key read alone in the nearest file that holds it.
-    ConfigError for a listed key that no file holds."""
+    in the nearest file that holds it and in each further one that holds a key of it the
+    nearer ones do not; a key read alone in the nearest file that holds it. ConfigError for
+    a listed key that no file holds."""
     listed: dict[str, list[str]] = {name: [] for name, _ in files}
     missing = []
     for top in dict.fromkeys(k.split(".")[0] for k in leaf_keys()):
         leaves = [k for k in leaf_keys() if k == top or k.startswith(top + ".")]
-        section = leaves != [top]
+        if leaves != [top] and set(leaves) <= read:  # a section read whole
+            holders = [name for name, raw in files if _has(raw, top)]
+            nearer: set[str] = set()
+            for name, raw in files:
+                held = {k for k in leaves if _has(raw, k)}
+                if _has(raw, top) and (name == holders[0] or held - nearer):
+                    listed[name].append(top)
+                nearer |= held
+            missing += [] if holders else [top]
+            continue
         for key in [top] if set(leaves) <= read else [k for k in leaves if k in read]:
             holders = [name for name, raw in files if _has(raw, key)]
             if not holders:
                 missing.append(key)
-            for name in holders if section and key == top else holders[:1]:
-                listed[name].append(key)
+            else:
+                listed[holders[0]].append(key)
     if missing:
         raise ConfigError(f"{files[0][0]}: {', '.join(missing)} missing; a stage reads them, "
                           f"expected them spelled out (DVC tracks only keys the file has)")

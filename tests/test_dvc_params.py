@@ -19,7 +19,7 @@ import yaml
 
 from pipelines import dvc_params
 from pipelines.common import load_params
-from ripu.config import Config, config_from_dict, leaf_keys
+from ripu.config import BASE_KEY, Config, config_from_dict, leaf_keys, merge, read_params
 from ripu.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -102,12 +102,19 @@ def candidates(key: str, value: Any) -> list[Any]:
 
 def perturbations(root: Path, params: str) -> list[tuple[str, dict]]:
     """(key, perturbed params mapping) for each leaf of ``params`` and each config key it
-    leaves at its default; a key no single valid value can change is left out."""
+    leaves at its default; a key no single valid value can change is left out. A file that
+    derives from another (``base``) gets new keys only in the sections it holds: it may hold
+    nothing but its own sections (tests/test_config_drift.py), and the rest is its base's."""
     raw = yaml.safe_load((root / params).read_text())
     resolved = load_params(root, params)
+    under = {}
+    if BASE_KEY in raw:
+        under = read_params((root / params).parent / raw[BASE_KEY])
     out = []
     for key in leaf_keys():
         present = _has(raw, key)
+        if under and not present and not _has(raw, key.split(".")[0]):
+            continue
         current = _get(raw, key) if present else _get(_plain(resolved), key)
         for value in candidates(key, current):
             new = copy.deepcopy(raw)
@@ -117,7 +124,7 @@ def perturbations(root: Path, params: str) -> list[tuple[str, dict]]:
             if key in ("sweep.experiment", "tracking.experiment"):
                 _set(new, "sweep.experiment", renamed(root, resolved, new))
             try:
-                config_from_dict(new)
+                config_from_dict(merge(under, {k: v for k, v in new.items() if k != BASE_KEY}))
             except ConfigError:
                 continue
             out.append((key if present else f"+{key}", new))
@@ -187,23 +194,30 @@ def _interpolate(text: str, params: dict) -> str:
     return re.sub(r"\$\{([^}]+)\}", lambda m: str(_get(params, m.group(1))), text)
 
 
+def reads_file(root: Path, file: str, params: str) -> bool:
+    """Whether a stage with params file ``file`` reads ``params`` (it, or its base)."""
+    return any(name == params for name, _ in dvc_params.sources(root, file))
+
+
 def stale(root: Path, params: str | None = None) -> set[str]:
     """The stages that ``dvc status`` reports changed (of the pipelines reading ``params``)."""
     from dvc.repo import Repo
 
     targets = None if params is None else [
         str(p) for p in dvc_params.pipelines(root)
-        if any(file == params for *_, file in dvc_params.stages(p))]
+        if any(reads_file(root, file, params) for *_, file in dvc_params.stages(p))]
     with chdir(root), Repo(str(root)) as repo:
         report = repo.status(targets=targets)
     return {name.split(":")[-1] for name in report}
 
 
 def views(root: Path, params: str) -> dict[str, Any]:
-    """Each stage of the pipelines that read ``params``: its view."""
-    cfg = load_params(root, params)
-    return {name: dvc_params.view(module, root, cfg) for pipeline in dvc_params.pipelines(root)
-            for name, module, file in dvc_params.stages(pipeline) if file == params}
+    """Each stage that reads ``params`` (its params file is ``params`` or derives from it):
+    its view."""
+    return {name: dvc_params.view(module, root, load_params(root, file))
+            for pipeline in dvc_params.pipelines(root)
+            for name, module, file in dvc_params.stages(pipeline)
+            if reads_file(root, file, params)}
 
 
 def check_perturbations(root: Path, params: str, only: set[str] | None = None) -> list[str]:
@@ -287,7 +301,8 @@ def test_dvc_status_marks_exactly_the_stages_whose_configs_changed(committed):
                                {"data.source_root", "model.pretrained", "+optim.lr"}) == []
     (committed / "params.yaml").write_text(
         (committed / "params.yaml").read_text().replace("name: sgd", "name: adam"))
-    assert {"warmup", "sweep"} == stale(committed)
+    # the people pipeline derives from params.yaml: it trains differently too
+    assert {"warmup", "sweep", "people_warmup", "people_annotate"} == stale(committed)
 
 
 @pytest.mark.integration
@@ -299,7 +314,8 @@ def test_a_hand_picked_list_misses_a_key(committed):
     commit(committed)
     try:
         assert check_perturbations(committed, "params.yaml", {"optim.name"}) == [
-            "params.yaml optim.name: dvc status ['sweep'], changed views ['sweep', 'warmup']"]
+            "params.yaml optim.name: dvc status ['people_annotate', 'people_warmup', 'sweep'], "
+            "changed views ['people_annotate', 'people_warmup', 'sweep', 'warmup']"]
     finally:
         dvc_yaml.write_text(original)
         commit(committed)
