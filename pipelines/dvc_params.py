@@ -12,8 +12,11 @@ stage reads all of it (new keys in it count too), its keys one by one where it r
 DVC requires every listed key to exist in the file, so a key read from a section read in
 part must be spelled out there (a one-line error names it). A params file that derives from
 another (``base``, :func:`ripu.config.read_params`) lists its keys under both files: a
-section read whole in every file that holds it, a key read alone in the nearest file that
-holds it, and ``base`` itself. ``python -m pipelines.dvc_params``
+section read whole in the nearest file that holds it and in each further one that provides
+some of its keys, a key read alone in the nearest file that holds it, and ``base`` itself. A
+base's section is then tracked whole, so changing one of its keys that the nearer file
+overrides re-runs the stage needlessly: DVC cannot list a section less a key, and the other
+way round a key added to the base's section would go unseen. ``python -m pipelines.dvc_params``
 rewrites the ``params`` of every stage of dvc.yaml and experiments/*/dvc.yaml; ``--check``
 exits 1 when one is out of date (the tests run it).
 """

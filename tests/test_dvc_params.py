@@ -220,6 +220,20 @@ def views(root: Path, params: str) -> dict[str, Any]:
             if reads_file(root, file, params)}
 
 
+def shadowed(root: Path, params: str, key: str) -> set[str]:
+    """Stages whose params file derives from ``params`` and itself holds ``key``: their base's
+    section is tracked whole (DVC cannot list a section less a key), so a change of ``key``
+    in the base re-runs them although their config keeps the nearer file's value."""
+    out = set()
+    for pipeline in dvc_params.pipelines(root):
+        for name, _, file in dvc_params.stages(pipeline):
+            files = [n for n, _ in dvc_params.sources(root, file)]
+            if params in files[1:] and any(_has(raw, key) for n, raw in
+                                           dvc_params.sources(root, file)[:files.index(params)]):
+                out.add(name)
+    return out
+
+
 def check_perturbations(root: Path, params: str, only: set[str] | None = None) -> list[str]:
     """Perturb ``params`` key by key (``only``: these keys); the keys for which the stages
     ``dvc status`` reports differ from those whose view changed."""
@@ -233,7 +247,8 @@ def check_perturbations(root: Path, params: str, only: set[str] | None = None) -
             (root / params).write_text(yaml.safe_dump(raw, sort_keys=False))
             after = views(root, params)
             expected = {s for s in before if before[s] != after[s]}
-            if (got := stale(root, params)) != expected:
+            got = stale(root, params)
+            if (got - shadowed(root, params, key.lstrip("+"))) != expected:
                 wrong.append(f"{params} {key}: dvc status {sorted(got)}, changed views "
                              f"{sorted(expected)}")
             (root / params).write_text(original)
