@@ -423,12 +423,12 @@ BASE_KEY = "base"
 
 
 def merge(base: dict, over: dict) -> dict:
-    """``over`` merged into ``base``: mappings key by key (recursively), any other value
-    (lists too) replaced."""
+    """``over``'s params over ``base``'s: sections key by key; a key's value (a list, or a
+    mapping such as ``sweep.warmup_files``) and a top-level value replaced whole."""
     out = dict(base)
     for key, value in over.items():
         both = isinstance(value, dict) and isinstance(out.get(key), dict)
-        out[key] = merge(out[key], value) if both else value
+        out[key] = {**out[key], **value} if both else value
     return out
 
 

@@ -121,3 +121,30 @@ def test_config_drift_is_caught(tmp_path):
         mp.setattr(f"{__name__}.REPO", tmp_path)
         assert list(undeclared(people).values()) == [{"optim.lr"}]
         assert warmup_drift(people) == {"source_only": {"data.flip"}}
+
+
+def test_config_drift_base_merges_sections_key_by_key_and_refuses_cycles(tmp_path):
+    """A derived file's section keys replace the base's one by one; a key's value, a mapping
+    too, is replaced whole (an empty warmup_files clears the base's); a cycle, a missing base
+    and a base that is not a path are one-line ConfigErrors."""
+    from ripu.config import read_params
+    from ripu.errors import ConfigError
+
+    (tmp_path / "a.yaml").write_text(
+        "seed: 3\noptim: {lr: 0.5, iters: 9}\nsweep: {warmup_files: {x: m.pt}, max_failures: 4}\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.yaml").write_text(
+        "base: ../a.yaml\noptim: {lr: 0.25}\nsweep: {warmup_files: {}}\n")
+    assert read_params(tmp_path / "sub" / "b.yaml") == {
+        "seed": 3, "optim": {"lr": 0.25, "iters": 9},
+        "sweep": {"warmup_files": {}, "max_failures": 4}}
+    assert load_config(tmp_path / "sub" / "b.yaml").optim.iters == 9
+    (tmp_path / "a.yaml").write_text("base: sub/b.yaml\nseed: 1\n")
+    with pytest.raises(ConfigError, match="derives from itself"):
+        read_params(tmp_path / "sub" / "b.yaml")
+    (tmp_path / "c.yaml").write_text("base: missing.yaml\n")
+    with pytest.raises(ConfigError, match="missing.yaml: params file not found"):
+        read_params(tmp_path / "c.yaml")
+    (tmp_path / "d.yaml").write_text("base: [1]\n")
+    with pytest.raises(ConfigError, match=r"d.yaml: base: expected the path of a params file"):
+        read_params(tmp_path / "d.yaml")
