@@ -13,7 +13,7 @@ from ripu.config import Config, dump_yaml, flatten
 from ripu.confusion_image import save_confusion_image
 from ripu.engine.trial_dir import RUN_ID_FILE, TrialDir
 from ripu.tracking import Tracker, check_uri, retry_for
-from ripu.trial import trial_tags
+from ripu.trial import miou_metrics, trial_tags
 
 if TYPE_CHECKING:  # annotations only
     from ripu.engine.evaluate import EvalResult
@@ -140,15 +140,16 @@ class TrackingCallback(Callback):
                               f"lse/round_{round_index}.json")
 
     def on_eval(self, trainer: Trainer, result: EvalResult, step: int) -> None:
-        self.tracker.log_metrics({f"val/{k}": v for k, v in result.summary.items()
-                                  if k.startswith("miou") and isinstance(v, float)}, step)
+        self.tracker.log_metrics({f"val/{k}": v for k, v in miou_metrics(result.summary).items()},
+                                 step)
 
     def on_before_checkpoint(self, trainer: Trainer, path: Path) -> None:
         self.tracker.flush(files=False)
 
     def on_end(self, trainer: Trainer, results: dict[str, Any], result: EvalResult) -> None:
-        metrics = {f"final/{k}": v for k, v in results.items()
-                   if k.startswith("miou") or k in ("labelled_fraction", "seconds")}
+        metrics = {f"final/{k}": v for k, v in {**miou_metrics(results),
+                   "labelled_fraction": results["labelled_fraction"],
+                   "seconds": results["seconds"]}.items()}
         metrics.update({f"final/iou/{name.replace(' ', '_')}": v
                         for name, v in results["iou"].items()})
         for key, prefix in (("labelled_pixels", "labelled_px"), ("target_pixels", "target_px")):

@@ -32,6 +32,16 @@ def read_checkpoint(path: str | Path, *, mmap: bool = False) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
 
 
+def open_checkpoint(path: str | Path, *, mmap: bool = False) -> Any:
+    """:func:`read_checkpoint`, or RipuError naming the file when it cannot be read (a
+    truncated or foreign file, or a pickle that would run code)."""
+    try:
+        return read_checkpoint(path, mmap=mmap)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
+        raise RipuError(f"{path}: unreadable checkpoint ({type(exc).__name__}), expected a "
+                        f"file written by ripu") from None
+
+
 def load_weights(model: torch.nn.Module, path: str | Path) -> None:
     """Load model weights from a checkpoint (``{"model": state_dict}`` or a bare state dict).
 
@@ -41,11 +51,7 @@ def load_weights(model: torch.nn.Module, path: str | Path) -> None:
     path = Path(path)
     if not path.is_file():
         raise RipuError(f"{path}: checkpoint not found, expected a .pt file")
-    try:
-        ckpt = read_checkpoint(path)
-    except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
-        raise RipuError(f"{path}: unreadable checkpoint ({type(exc).__name__}), expected a "
-                        f"file written by ripu") from None
+    ckpt = open_checkpoint(path)
     state = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict):
         raise RipuError(f"{path}: expected a checkpoint dict with a 'model' state dict")
@@ -109,11 +115,9 @@ def load_trial_checkpoint(path: str | Path, config_hash: str, start: Start) -> T
     whose start's file has changed since (a rebuilt warm-up)."""
     path = Path(path)
     try:
-        raw = read_checkpoint(path)
-    except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
-        raise RipuError(f"--resume: unreadable checkpoint {path} ({type(exc).__name__}), "
-                        f"expected a file written by ripu; drop --resume to start "
-                        f"afresh") from None
+        raw = open_checkpoint(path)
+    except RipuError as exc:
+        raise RipuError(f"--resume: {exc}; drop --resume to start afresh") from None
     if not isinstance(raw, dict) or raw.get("config_hash") != config_hash:
         raise RipuError(f"--resume: {path.parent.parent} was started with another config "
                         f"(see its config.yaml); expected the same params, or drop --resume")

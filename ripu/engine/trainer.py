@@ -22,9 +22,10 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ripu.acquisition import LabelState, get_strategy
+from ripu.acquisition import LabelState
 from ripu.annotate import AwaitingLabels, people_labels
 from ripu.config import Config
+from ripu.data.labels import IGNORE_INDEX
 from ripu.engine.batches import IterationBatches, TargetLabels, loader
 from ripu.engine.build import build_model_from, select_device
 from ripu.engine.callbacks import Callback, CallbackList, TrackingCallback
@@ -48,7 +49,7 @@ from ripu.selftrain.runner import full_pseudo_labels
 from ripu.selftrain.train import train_lse
 from ripu.starts import start_of
 from ripu.tracking import check_uri
-from ripu.trial import trial_config_hash
+from ripu.trial import miou_metrics, selection, trial_config_hash
 from ripu.warmups import model_signature
 
 
@@ -64,8 +65,6 @@ class Trainer:
                  progress: bool = True, callbacks: Sequence[Callback] = (),
                  data: TrialData | None = None, dist: DistContext | None = None) -> None:
         self.kind = get_kind(cfg.train.kind)
-        if self.kind.selects:
-            get_strategy(cfg.active.strategy)  # fail before any work
         self.cfg = cfg
         self.trial_dir = TrialDir(out_dir)
         # where rounds' labels come from: people (server and token checked now) or the oracle
@@ -263,7 +262,7 @@ class Trainer:
                                   p_step=lse.p_step, rule=lse.rule, device=self.device,
                                   batch_size=self.cfg.active.batch_size, progress=self.progress)
         masks = self.state.masks_for(self.data["target"].ids)
-        return {k: np.where(masks[k], 255, v).astype(np.uint8) for k, v in maps.items()}
+        return {k: np.where(masks[k], IGNORE_INDEX, v).astype(np.uint8) for k, v in maps.items()}
 
     def evaluate(self, step: int | None = None) -> EvalResult:
         result = evaluate(self.model, self.data["val"], self.cfg.data.num_classes,
@@ -291,18 +290,15 @@ class Trainer:
     def finish(self) -> dict[str, Any]:
         """Final evaluation; write results.json; tell the callbacks."""
         result = self.evaluate()
-        a, selects = self.cfg.active, self.kind.selects
+        picked = selection(self.cfg)
         labelled_px, target_px = self.labelled_pixels()
         results = {
             "kind": self.cfg.train.kind, "seed": self.cfg.seed, "iterations": self.iteration,
             "resume_hash": trial_config_hash(self.cfg),
             "start": self.start.name, "start_sha256": self.start.sha256,
-            "strategy": a.strategy if selects else None,
-            "budget": a.budget if selects else 0.0,
+            "strategy": picked.strategy, "budget": picked.budget,
             "labelled_fraction": self.labelled_fraction(), "seconds": round(self.seconds, 3),
-            "miou": float(result.miou),
-            **{k: float(v) for k, v in result.summary.items()
-               if k.startswith("miou") and isinstance(v, float)},
+            "miou": float(result.miou), **miou_metrics(result.summary),
             "iou": {name: None if math.isnan(v) else float(v)  # None: class absent in val
                     for name, v in zip(self.data["val"].class_names, result.iou.tolist(),
                                        strict=True)},
