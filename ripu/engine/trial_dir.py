@@ -67,13 +67,10 @@ class TrialDir:
         """The label state after selection round ``round_index``."""
         return round_path(self.masks_dir, round_index)
 
-    @property
-    def lse_dir(self) -> Path:
-        return self.root / "lse"
-
-    def lse_round_file(self, round_index: int) -> Path:
-        """LSE round ``round_index``'s pseudo-label cache."""
-        return self.lse_dir / f"round_{round_index}.pt"
+    def round_cache(self, part: str, round_index: int) -> Path:
+        """Round ``round_index``'s cache of the trial part ``part`` (a schedule's or label
+        source's working file, e.g. LSE's pseudo-labels): ``<part>/round_<r>.pt``."""
+        return self.root / part / f"round_{round_index}.pt"
 
     # ------------------------------------------------------------------ state
 
@@ -134,7 +131,7 @@ class TrialDir:
         if not (resume and self.checkpoint.is_file()):
             for stale in [self.results_file, self.checkpoint,
                           *sorted(self.masks_dir.glob("round_*.npz")),
-                          *sorted(self.lse_dir.glob("round_*.pt"))]:
+                          *sorted(self.root.glob("*/round_*.pt"))]:
                 stale.unlink(missing_ok=True)
             self._set_aside_people_files()
         write_text(self.config_file, dump_yaml(cfg))

@@ -29,7 +29,7 @@ def test_layout(tmp_path):
     assert t.checkpoint == t.root / "checkpoints" / "last.pt"
     assert t.results_file == t.root / "results.json"
     assert t.round_file(2) == t.root / "masks" / "round_2.npz"
-    assert t.lse_round_file(0) == t.root / "lse" / "round_0.pt"
+    assert t.round_cache("lse", 0) == t.root / "lse" / "round_0.pt"
     assert t.run_id_file.name == "mlflow_run_id.txt" and t.run_id() is None
     t.write_run_id("abc")
     assert t.run_id() == "abc"
@@ -39,7 +39,7 @@ def test_prepare_removes_an_earlier_attempt_unless_resuming(tmp_path):
     cfg = tiny_config(tmp_path, tmp_path)
     t = TrialDir(tmp_path / "t")
     stale = [t.results_file, t.checkpoint, t.round_file(0), t.round_file(1),
-             t.lse_round_file(0)]
+             t.round_cache("lse", 0)]
     for path in stale:
         _touch(path)
     t.prepare(cfg, resume=True)  # a checkpoint: keep everything
