@@ -24,7 +24,9 @@ class Registry(MutableMapping[str, T], Generic[T]):
     def __init__(self, what: str, entries: Mapping[str, T | str] | None = None, *,
                  error: type[RipuError] = ConfigError) -> None:
         self.what, self.error = what, error
-        self._entries: dict[str, Any] = dict(entries or {})
+        # a dict is shared, not copied: its module may add to it later
+        self._entries: dict[str, Any] = entries if isinstance(entries, dict) else dict(
+            entries or {})
 
     def register(self, name: str, entry: T | str) -> None:
         """Add ``entry`` (or its ``"module:attribute"`` location) as ``name``."""

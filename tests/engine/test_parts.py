@@ -74,3 +74,18 @@ def test_the_registry_names_the_valid_entries_and_loads_lazily():
         reg["c"]
     with pytest.raises(ValueError, match="registered already"):
         reg.register("a", 2)
+
+
+def test_strategies_kinds_and_architectures_share_the_helper():
+    from ripu.acquisition import get_strategy
+    from ripu.errors import RipuError
+    from ripu.models import build_model
+
+    with pytest.raises(RipuError, match=r"^unknown acquisition strategy 'x', expected one of "
+                                        r"entropy_region, full_image, "):
+        get_strategy("x")
+    with pytest.raises(RipuError, match=r"^unknown model arch 'x', expected one of deeplabv2, "
+                                        r"deeplabv3plus, small, vgg16_fcn8s$"):
+        build_model("x", 19)
+    with pytest.raises(ConfigError, match=r"^unknown trial kind 'x', expected one of active, "):
+        get_kind("x")
