@@ -53,7 +53,6 @@ TargetDataset = Literal[names.TARGET_DATASETS]  # type: ignore[valid-type]
 Optimizer = Literal[names.OPTIMIZERS]  # type: ignore[valid-type]
 Normalization = Literal[names.NORMALIZATIONS]  # type: ignore[valid-type]
 Beta = Annotated[Float, Field(ge=0, lt=1)]
-Kind = Literal[kind_names()]  # type: ignore[valid-type]
 
 
 def _known_strategy(name: str) -> str:
@@ -64,6 +63,16 @@ def _known_strategy(name: str) -> str:
 
 
 StrategyName = Annotated[Str, AfterValidator(_known_strategy)]
+
+
+def _known_kind(name: str) -> str:
+    """A registered trial kind (looked up when validated: a kind registered later counts)."""
+    if name not in kind_names():
+        raise ValueError(f"expected one of {', '.join(map(repr, kind_names()))}, got {name!r}")
+    return name
+
+
+Kind = Annotated[Str, AfterValidator(_known_kind)]
 
 
 class Invalid(ValueError):

@@ -21,6 +21,7 @@ from pipelines import dvc_params
 from pipelines.common import load_params
 from ripu.config import Config, config_from_dict, leaf_keys
 from ripu.errors import ConfigError
+from ripu.kinds import kind_names
 
 REPO = Path(__file__).resolve().parents[1]
 COPIED = ("ripu", "pipelines", "experiments", "dvc.yaml", "params.yaml", ".dvcignore")
@@ -81,6 +82,8 @@ def candidates(key: str, value: Any) -> list[Any]:
         return [NONE_VALUES[key]]
     if key == "active.strategy":
         return ["random_region" if value != "random_region" else "ripu_region"]
+    if key == "train.kind":
+        return [k for k in kind_names() if k != value]
     if choices := _choices(key):
         return [c for c in choices if c != value]
     if isinstance(value, bool):

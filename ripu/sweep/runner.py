@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from ripu.config import Config
-from ripu.engine.build import build_datasets, select_device
+from ripu.data.build import build_datasets
+from ripu.engine.build import select_device
 from ripu.engine.callbacks import Callback
 from ripu.engine.distributed import trial_resources
 from ripu.engine.trial_data import splits

@@ -15,7 +15,7 @@ from typing import Any
 
 from ripu.config import Config, apply_overrides
 from ripu.engine.callbacks import Callback, TrackingCallback
-from ripu.engine.distributed import run_trial_distributed, sweep_scaling
+from ripu.engine.distributed import RayReport, run_trial_distributed, sweep_scaling
 from ripu.engine.trainer import run_trial
 from ripu.engine.trial_dir import TrialDir
 from ripu.errors import RipuError
@@ -23,24 +23,6 @@ from ripu.experiments import Trial
 from ripu.starts import Start, start_of
 from ripu.sweep.state import Plan, final_metrics, plan, same_start
 from ripu.tracking import get_run, retry_for
-
-
-class RayReport(Callback):
-    """Forward the trainer's logged and evaluation metrics to Ray Tune (schedulers read them).
-
-    Every report carries ``iteration`` (the trainer's step), the time attribute of ASHA.
-    """
-
-    def on_log(self, trainer, metrics: dict[str, float], step: int) -> None:
-        from ray import tune
-
-        tune.report({**metrics, "iteration": step})
-
-    def on_eval(self, trainer, result, step: int) -> None:
-        from ray import tune
-
-        tune.report({**{f"val/{k}": float(v) for k, v in result.summary.items()
-                        if k.startswith("miou") and isinstance(v, float)}, "iteration": step})
 
 
 def check_start(name: str, planned: Start, init: str | None, cfg: Config) -> None:
