@@ -13,6 +13,7 @@ from ripu.acquisition import LabelState, latest_round
 from ripu.acquisition.export import export_round
 from ripu.annotate import WAITING_STATUS, AwaitingLabels
 from ripu.config import Config, load_config
+from ripu.credentials import use_credentials
 from ripu.data.synthetic import generate
 from ripu.engine.build import build_datasets, build_model_from, select_device
 from ripu.engine.checkpoint import load_weights
@@ -136,6 +137,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     cfg = _load(args)
     out = Path(args.out or cfg.report.out)
+    use_credentials(cfg.tracking)
     build_report(cfg.tracking.uri, experiment=args.experiment or cfg.tracking.experiment,
                  out_dir=out)
     print(f"wrote {out}")
