@@ -534,12 +534,14 @@ def free_port(host: str = "127.0.0.1") -> int:
 @contextmanager
 def serve(backend_uri: str, artifacts: str | Path, *, host: str = "127.0.0.1",
           port: int | None = None, timeout: float = 120.0, app_name: str | None = None,
-          env: Mapping[str, str] | None = None) -> Iterator[str]:
+          env: Mapping[str, str] | None = None, cwd: str | Path | None = None
+          ) -> Iterator[str]:
     """Run an MLflow tracking server over ``backend_uri`` while the block runs; yield its URL.
 
     Many processes can then log concurrently through HTTP while one server writes the store.
     ``app_name``: an MLflow server app (``basic-auth``: users and passwords, configured by
-    ``env``'s MLFLOW_AUTH_CONFIG_PATH, MLFLOW_FLASK_SERVER_SECRET_KEY, ...).
+    ``env``'s MLFLOW_AUTH_CONFIG_PATH, MLFLOW_FLASK_SERVER_SECRET_KEY, ...); ``cwd``: the
+    server's working folder (relative paths in that config resolve there).
     """
     port = port or free_port(host)
     Path(artifacts).mkdir(parents=True, exist_ok=True)
@@ -551,7 +553,7 @@ def serve(backend_uri: str, artifacts: str | Path, *, host: str = "127.0.0.1",
     # No background job workers (huey): a tracking server for trials needs none of them.
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **(env or {})}
     # Its own session: a Ctrl-C in the terminal reaches the caller, which stops the server.
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd,
                             start_new_session=True)
     url = f"http://{host}:{port}"
     try:
