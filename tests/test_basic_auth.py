@@ -150,6 +150,14 @@ def test_basic_auth_unauthenticated_client_cannot_write(auth_server, tmp_path, m
     assert "intruder" not in _experiments(url)
 
 
+def write_credentials(path: Path, password: str, mode: int = 0o600) -> Path:
+    """alice's credentials file (MLflow's format) with ``password``."""
+    path.write_text(f"[mlflow]\n{USER_ENV.lower()} = {USER}\n{PASSWORD_ENV.lower()} = "
+                    f"{password}\n")
+    path.chmod(mode)
+    return path
+
+
 def _sweep_cli(tmp_path: Path, cfg, init: Path, name: str) -> tuple[list[str], Path]:
     """The arguments of `ripu sweep` for a one-trial experiment ``name``, its params file in
     ``tmp_path``; and its trial-folder root."""
@@ -172,10 +180,8 @@ def test_basic_auth_refused_sweep_stops_in_one_line_writing_nothing(
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     overrides = {"tracking.uri": url}
     if how.endswith(("file", "read")):
-        creds = tmp_path / "creds.ini"
-        creds.write_text(f"[mlflow]\n{USER_ENV.lower()} = {USER}\n"
-                         f"{PASSWORD_ENV.lower()} = {'not-' + PASSWORD}\n")
-        creds.chmod(0o600 if how.endswith("file") else 0o644)
+        creds = write_credentials(tmp_path / "creds.ini", "not-" + PASSWORD,
+                                  0o600 if how.endswith("file") else 0o644)
         overrides["tracking.credentials"] = str(creds)
     name = "refused-" + how.replace(" ", "-")
     args, runs = _sweep_cli(tmp_path, apply_overrides(cfg, overrides), init, name)
@@ -198,7 +204,8 @@ def test_basic_auth_refused_sweep_stops_in_one_line_writing_nothing(
 @pytest.mark.slow  # 2 to 3 min on a shared 2-core machine; `make test-e2e` runs it
 def test_basic_auth_sweep_logs_every_trial_and_keeps_passwords_out(auth_server, tiny, tmp_path,
                                                                    ray_tmp, monkeypatch, capfd):
-    """alice's password from the environment: every trial logs everything through the server;
+    """alice's password from the credentials file her params name (tracking.credentials):
+    every trial logs everything through the server;
     neither the store, the artifacts, the runs' params and tags, the trial folders, Ray's
     files and logs nor the output hold a password (the server's folder: its store, user
     database, artifacts and log)."""
@@ -207,11 +214,12 @@ def test_basic_auth_sweep_logs_every_trial_and_keeps_passwords_out(auth_server, 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     _pickle_this_module_by_value("tests.test_sweep")
-    cfg = apply_overrides(cfg, {"tracking.uri": url})
+    creds = write_credentials(tmp_path / "alice.ini", PASSWORD)
+    cfg = apply_overrides(cfg, {"tracking.uri": url, "tracking.credentials": str(creds)})
     exp_file = write_experiment(tmp_path / "shared.yaml", "shared", [
         {"train.kind": ["source_only"], "seed": [0]},
         {"train.kind": ["active"], "active.strategy": ["ripu_region"], "seed": [0]}])
-    with as_user(USER, PASSWORD):
+    with as_user(None):  # none in the environment: the file's are used
         results = run_sweep(cfg, exp_file, init=init, out_dir=tmp_path / "runs",
                             progress=False, storage=tmp_path / "ray_results",
                             callbacks=[RecordLogs()])
@@ -274,25 +282,20 @@ def _outward_address() -> str | None:
 
 
 @pytest.mark.slow
-def test_basic_auth_dvc_repro_on_a_cluster_with_a_credentials_file(auth_server, tiny, tmp_path,
-                                                                   monkeypatch):
-    """`dvc repro` of a sweep stage whose params name a credentials file, on a `ray start`
-    node that never saw the password (its trials get it from the driver only): the trial
-    logs to the server; dvc.lock, runs/, the logs and the server's files hold no password."""
+def test_basic_auth_dvc_repro_on_a_cluster_node_that_never_saw_the_password(
+        auth_server, tiny, tmp_path, monkeypatch):
+    """`dvc repro` of a sweep stage, alice's password in the driver's environment only, on a
+    `ray start` node started without it: the trial gets it from the driver and logs to the
+    server; dvc.lock, runs/, the logs and the server's files hold no password."""
     url, server = auth_server
     _, cfg, init = tiny
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    creds = tmp_path / "alice.ini"
-    creds.write_text(f"[mlflow]\n{USER_ENV.lower()} = {USER}\n{PASSWORD_ENV.lower()} = "
-                     f"{PASSWORD}\n")
-    creds.chmod(0o600)
     project = tmp_path / "project"
     project.mkdir()
     exp = write_experiment(project / "e.yaml", "dvcauth",
                            [{"train.kind": ["source_only"], "seed": [0]}])
     (project / "params.yaml").write_text(dump_yaml(apply_overrides(cfg, {
-        "tracking.uri": url, "tracking.credentials": str(creds),
-        "tracking.experiment": "dvcauth", "sweep.experiment": str(exp)})))
+        "tracking.uri": url, "tracking.experiment": "dvcauth", "sweep.experiment": str(exp)})))
     (project / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"sweep": {
         "cmd": f"{sys.executable} -m ripu sweep --init {init} --out runs -q",
         "deps": [str(init), "e.yaml"], "params": ["tracking", "sweep"],
@@ -302,13 +305,12 @@ def test_basic_auth_dvc_repro_on_a_cluster_with_a_credentials_file(auth_server, 
     dvc = str(Path(sys.executable).with_name("dvc"))
     subprocess.run([dvc, "init", "--no-scm", "-q"], cwd=project, env=env, check=True)
     with as_user(None), ray_cluster(workers=0) as (address, _, _):
-        env.update(RAY_ADDRESS=address)
+        env.update({"RAY_ADDRESS": address, USER_ENV: USER, PASSWORD_ENV: PASSWORD})
         env.pop("RAY_AUTH_MODE", None)
         done = subprocess.run([dvc, "repro"], cwd=project, env=env, capture_output=True,
                               text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
-    lock = (project / "dvc.lock").read_text()
-    assert str(creds) in lock  # the file's name is a param, its contents are not
+    assert url in (project / "dvc.lock").read_text()  # the tracking params are recorded
     with as_user(USER, PASSWORD):
         parents, (child,) = children_of(url, "dvcauth")
     assert [p.info.status for p in parents] == ["FINISHED"] and child.info.status == "FINISHED"
