@@ -6,7 +6,7 @@ credentials-file format, readable by its owner only). :func:`use_credentials` pu
 MLflow's client reads them (this process's environment); :func:`check_login` refuses, in one
 line, a server that does not accept them. A sweep hands them to its Ray trials as a
 :class:`Credentials` object, never in params, tags, the config or a log line: its ``repr``
-hides the password. Torch- and MLflow-free.
+hides the password. Torch- and MLflow-free (MLflow is :mod:`ripu.tracking`'s).
 """
 
 from __future__ import annotations
@@ -97,17 +97,14 @@ def use_credentials(tracking: TrackingConfig, uri: str | None = None) -> Credent
     return found
 
 
-def check_login(uri: str, timeout: float = 5.0) -> None:
-    """RipuError (one line) when the server at ``uri`` refuses this process's credentials,
-    as MLflow's client resolves them (environment, else ~/.mlflow/credentials); a server
-    without authentication accepts any."""
-    from mlflow.utils.credentials import read_mlflow_creds
-
-    creds = read_mlflow_creds()
+def check_login(uri: str, username: str | None, password: str | None,
+                timeout: float = 5.0) -> None:
+    """RipuError (one line, never the password) when the server at ``uri`` refuses this
+    user (``username`` None: no user); a server without authentication accepts any."""
     request = urllib.request.Request(  # noqa: S310 - the user's tracking URI
         uri.rstrip("/") + "/api/2.0/mlflow/experiments/search?max_results=1")
-    if creds.username and creds.password:
-        token = base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode()
+    if username and password:
+        token = base64.b64encode(f"{username}:{password}".encode()).decode()
         request.add_header("Authorization", f"Basic {token}")
     try:
         urllib.request.urlopen(request, timeout=timeout).close()  # noqa: S310
@@ -115,7 +112,7 @@ def check_login(uri: str, timeout: float = 5.0) -> None:
         if err.code not in (401, 403):
             raise RipuError(f"tracking.uri: {uri} answered {err.code} to a search of its "
                             f"experiments, expected a running MLflow server") from None
-        raise RipuError(refusal(uri, err.code, creds.username)) from None
+        raise RipuError(refusal(uri, err.code, username)) from None
     except (urllib.error.URLError, OSError) as err:
         raise RipuError(f"tracking.uri: cannot reach {uri} ({getattr(err, 'reason', err)}), "
                         f"expected a running MLflow server") from None

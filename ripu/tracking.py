@@ -144,8 +144,11 @@ def check_uri(uri: str, timeout: float = 5.0) -> None:
     """Fail fast (RipuError) when a tracking URI cannot be reached or written, or its server
     refuses this process's credentials (:func:`ripu.credentials.check_login`)."""
     if uri.startswith(("http://", "https://")):
+        from mlflow.utils.credentials import read_mlflow_creds
+
         _check_health(uri, timeout)
-        check_login(uri, timeout)
+        user = read_mlflow_creds()  # as the client sends it: environment, ~/.mlflow/credentials
+        check_login(uri, user.username, user.password, timeout)
     elif uri.startswith("sqlite:///"):
         folder = Path(uri[len("sqlite:///"):]).expanduser().resolve().parent
         if not folder.is_dir() or not os.access(folder, os.W_OK):
