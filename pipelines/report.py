@@ -26,6 +26,8 @@ def _report(root: Path, params: str) -> None:
                         out_dir=cfg.report.out)
     print(f"report: {info['runs']} runs in {info['groups']} groups, best {info['best']} "
           f"-> {cfg.report.out}")
+    if info["environments"]:
+        print(info["environments"], file=sys.stderr)
 
 
 def main(root: Path = ROOT, params: str = PARAMS) -> int:

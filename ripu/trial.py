@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 from ripu.config import Config, params_hash
+from ripu.environment import environment_tags
 from ripu.kinds import get_kind
 from ripu.tracking import git_revision
 
@@ -31,7 +32,8 @@ def trial_config_hash(cfg: Config) -> str:
 
 
 def trial_tags(cfg: Config) -> dict[str, str]:
-    """The tags reports group by: kind, strategy, budget, seed, params hash, git revision.
+    """The tags reports group by: kind, strategy, budget, seed, params hash, git revision,
+    and the environment (lock hash, key package versions: :mod:`ripu.environment`).
 
     Kinds without selection rounds carry their kind as strategy and a zero budget.
     """
@@ -44,4 +46,5 @@ def trial_tags(cfg: Config) -> dict[str, str]:
         "ripu.seed": str(cfg.seed),
         "ripu.params_hash": trial_config_hash(cfg),
         "ripu.git_revision": os.environ.get("RIPU_GIT_REVISION") or git_revision(REPO),
+        **environment_tags(),
     }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import hashlib
 import json
 import os
 import re
@@ -9,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import time
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -20,8 +23,10 @@ from pipelines import data as data_stage
 from pipelines import warmup as warmup_stage
 from ripu.config import apply_overrides, load_config
 from ripu.engine.checkpoint import load_weights
+from ripu.environment import LOCK, environment_tags
 from ripu.errors import RipuError
-from ripu.tracking import list_runs, metric_history
+from ripu.sweep.parent_run import FREEZE_ARTIFACT
+from ripu.tracking import list_runs, metric_history, read_artifact_text
 from tests.test_sweep import make_tiny_data, tiny_config
 
 pytestmark = pytest.mark.integration  # real Ray clusters, DVC, servers or subprocesses
@@ -211,7 +216,7 @@ def _all_outs(spec: dict, params: dict) -> set[str]:
 
 def _tiny_repo(dest: Path) -> Path:
     """A copy of the repository with tiny params and a two-trial experiment."""
-    for item in ("ripu", "pipelines", "experiments"):
+    for item in ("ripu", "pipelines", "experiments", "requirements"):
         shutil.copytree(REPO / item, dest / item,
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     for item in ("dvc.yaml", ".dvcignore", ".gitignore", "params.yaml"):
@@ -287,6 +292,16 @@ def test_dvc_repro_end_to_end(tmp_path):
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     assert len(parents) == 1 and len(children) == 2
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parents[0].info.run_id}
+    # Every run names its environment; the sweep keeps the whole pip freeze.
+    environment = environment_tags()
+    assert environment["ripu.lock_sha256"] == hashlib.sha256(LOCK.read_bytes()).hexdigest()
+    for run in parents + children:
+        assert environment.items() <= run.data.tags.items()
+    freeze = read_artifact_text(uri, parents[0].info.run_id, FREEZE_ARTIFACT)
+    assert f"torch=={metadata.version('torch')}" in freeze.splitlines()
+    with open(repo / "reports" / "results.csv") as f:
+        assert {r["lock_sha256"] for r in csv.DictReader(f)} == {
+            environment["ripu.lock_sha256"]}
 
     out, second = _run([*dvc, "repro"], repo, env)
     print(f"second dvc repro: {second:.1f} s")
