@@ -201,6 +201,35 @@ def test_basic_auth_refused_sweep_stops_in_one_line_writing_nothing(
     assert not runs.exists() and name not in _experiments(url)  # nothing written, anywhere
 
 
+def test_basic_auth_user_without_permission_is_refused_in_one_line(auth_server, tiny, tmp_path,
+                                                                   monkeypatch, capsys):
+    """alice may not use an experiment the admin guards (DENY; a lesser grant never falls
+    below the config's default, EDIT): her sweep into it stops in one line (403), before Ray
+    starts, writing nothing."""
+    from mlflow.tracking import MlflowClient
+
+    url, _ = auth_server
+    _, cfg, init = tiny
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    with as_user(ADMIN, ADMIN_PASSWORD):
+        exp_id = MlflowClient(url).create_experiment("guarded")
+        get_app_client("basic-auth", tracking_uri=url).grant_user_permission(
+            USER, "experiment", exp_id, "DENY")
+    args, runs = _sweep_cli(tmp_path, apply_overrides(cfg, {"tracking.uri": url}), init,
+                            "guarded")
+    with as_user(USER, PASSWORD):
+        status = ripu_main(args)
+    out, err = capsys.readouterr()
+    assert status == 2
+    (line,) = err.splitlines()
+    assert line.startswith(f"ripu: error: tracking.uri: {url} denied user '{USER}' this "
+                           f"request (403 permission denied)"), line
+    assert "sweep " not in out and not runs.exists()
+    with as_user(ADMIN, ADMIN_PASSWORD):
+        assert MlflowClient(url).search_runs([exp_id]) == []
+
+
 @pytest.mark.slow  # 2 to 3 min on a shared 2-core machine; `make test-e2e` runs it
 def test_basic_auth_sweep_logs_every_trial_and_keeps_passwords_out(auth_server, tiny, tmp_path,
                                                                    ray_tmp, monkeypatch, capfd):
