@@ -193,7 +193,8 @@ def test_dvc_yaml_declares_stages_deps_params_outs():
     assert spec["stages"]["warmup"]["outs"] == ["models/${tracking.experiment}"]
     assert "${sweep.experiment}" in spec["stages"]["warmup"]["deps"]
     # Each stage reads only its own sections: the data stage does not depend on training.
-    assert set(spec["stages"]["data"]["params"]) == {"synth", "data"}
+    assert set(spec["stages"]["data"]["params"]) == {"synth", "data.source_root",
+                                                     "data.target_root"}
     assert "optim.iters" not in spec["stages"]["warmup"]["params"]
     assert "optim" not in spec["stages"]["warmup"]["params"]
     assert spec["metrics"] == ["reports/metrics.json"]
