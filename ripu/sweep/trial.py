@@ -88,8 +88,10 @@ def trial_main(config: dict[str, Any], *, trials: dict[str, Trial], out_root: st
     # folder that another config or start trained in gets a new run.
     same_run = (resume or folder.same_config(trial.cfg) or not folder.config_file.is_file()) \
         and same_start(run, start.sha256)
+    # the driver's server and user: a trial never reads a credentials file itself
+    where = {"tracking.uri": tracking_uri, "tracking.credentials": None}
     tracking = TrackingCallback.for_trial(
-        apply_overrides(trial.cfg, {"tracking.uri": tracking_uri}), out, resume=same_run,
+        apply_overrides(trial.cfg, where), out, resume=same_run,
         parent_run_id=parent_run_id, run_name=trial.name,
         extra_tags={"ripu.trial": trial.name, "ripu.experiment": experiment,
                     "ripu.init": init or "imagenet", **start.tags()})
