@@ -3,7 +3,8 @@
 trial; a wrong or missing password stops a sweep in one line before anything is written; a
 client without a password cannot write; no password reaches a file, a log or a run.
 
-`pytest -k basic_auth` runs them all (the DVC one on a `ray start` cluster is slow).
+`pytest -m "slow or not slow" -k basic_auth` runs them and tests/test_credentials.py; the two
+sweeps are slow (`make test-e2e` runs them).
 """
 
 from __future__ import annotations
