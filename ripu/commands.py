@@ -15,6 +15,7 @@ from ripu.acquisition.export import export_round
 from ripu.acquisition.state import round_path
 from ripu.annotate import WAITING_STATUS, AwaitingLabels
 from ripu.config import Config, load_config
+from ripu.credentials import use_credentials
 from ripu.data.build import build_datasets
 from ripu.data.synthetic import generate
 from ripu.engine.build import build_model_from, select_device
@@ -139,6 +140,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     cfg = _load(args)
     out = Path(args.out or cfg.report.out)
+    use_credentials(cfg.tracking)
     info = build_report(cfg.tracking.uri, experiment=args.experiment or cfg.tracking.experiment,
                         out_dir=out)
     if info["environments"]:

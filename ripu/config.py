@@ -228,6 +228,9 @@ class TrackingConfig:
     uri: Str = "sqlite:///mlflow.db"
     experiment: Str = "synthetic"
     retry_seconds: Pos = 300.0  # how long runs wait for an unreachable tracking server
+    # a server's basic-auth user: a file (chmod 600) in MLflow's credentials-file format, read
+    # when $MLFLOW_TRACKING_USERNAME / $MLFLOW_TRACKING_PASSWORD are unset (ripu.credentials)
+    credentials: Str | None = None
 
 
 @section

@@ -11,7 +11,7 @@ from ripu.acquisition.state import LabelState
 from ripu.config import Config, dump_yaml, flatten
 from ripu.confusion_image import save_confusion_image
 from ripu.engine.trial_dir import RUN_ID_FILE, TrialDir
-from ripu.tracking import Tracker, check_uri, retry_for
+from ripu.tracking import Tracker, check_tracking, retry_for
 from ripu.trial import miou_metrics, trial_tags
 
 if TYPE_CHECKING:  # annotations only
@@ -76,7 +76,7 @@ class TrackingCallback(Callback):
                   background: bool = True) -> TrackingCallback:
         """A run for the trial in ``out_dir``; a resumed trial continues its own run.
         ``background=False``: every write is done before its hook returns."""
-        check_uri(cfg.tracking.uri)
+        check_tracking(cfg.tracking)
         retry_for(cfg.tracking.retry_seconds)
         trial = TrialDir(out_dir)
         run_id = trial.run_id() if resume else None

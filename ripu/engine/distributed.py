@@ -38,6 +38,7 @@ from typing import Any
 import torch
 
 from ripu.config import Config, SweepConfig
+from ripu.credentials import Credentials
 from ripu.engine.callbacks import Callback, CallbackList, TrackingCallback
 from ripu.engine.parallel import DistContext
 from ripu.engine.trainer import Trainer, train_trial
@@ -45,7 +46,7 @@ from ripu.engine.trial_dir import TrialDir
 from ripu.errors import RipuError
 from ripu.kinds import get_kind
 from ripu.ray_cluster import start_ray
-from ripu.tracking import Tracker, check_uri
+from ripu.tracking import Tracker, check_tracking
 from ripu.trial import miou_metrics
 
 BACKENDS = ("gloo", "nccl")
@@ -100,20 +101,35 @@ class RayReport(Callback):
 
 @dataclasses.dataclass(frozen=True)
 class _ReopenRun:
-    """A TrackingCallback shipped to rank 0 as (uri, run id): MLflow clients do not pickle."""
+    """A TrackingCallback shipped to rank 0 as (uri, run id): MLflow clients do not pickle.
+    ``credentials``: a Ray object reference to this process's tracking user, if any (only
+    the reference travels in Ray Train's config)."""
 
     uri: str
     run_id: str
+    credentials: Any = None
 
     def open(self) -> Callback:
+        if self.credentials is not None:
+            import ray
+
+            ray.get(self.credentials).apply()
         return TrackingCallback(Tracker(self.uri, "", run_id=self.run_id))
+
+
+def _shared_credentials() -> Any:
+    """This process's tracking user in Ray's object store (a reference), or None."""
+    import ray
+
+    found = Credentials.from_env()
+    return ray.put(found) if found is not None and ray.is_initialized() else None
 
 
 def _portable(callbacks: Sequence[Callback] | None) -> list[Any] | None:
     if callbacks is None:
         return None
-    return [_ReopenRun(cb.tracker.uri, cb.tracker.run_id) if isinstance(cb, TrackingCallback)
-            else cb for cb in callbacks]
+    return [_ReopenRun(cb.tracker.uri, cb.tracker.run_id, _shared_credentials())
+            if isinstance(cb, TrackingCallback) else cb for cb in callbacks]
 
 
 # ----------------------------------------------------------------------------- worker side
@@ -264,7 +280,7 @@ def run_trial_distributed(cfg: Config, out_dir: str | Path, *, init: str | Path 
     if init is not None and not Path(init).is_file():
         raise RipuError(f"--init: {init} not found, expected a checkpoint (.pt)")
     if callbacks is None:
-        check_uri(cfg.tracking.uri)
+        check_tracking(cfg.tracking)
     resources = dict(resources_per_worker or {"CPU": 1.0, **({"GPU": 1.0} if use_gpu else {})})
     out_dir = Path(out_dir).resolve()
     all_ranks = [RayReport(train=True)] if report_to_tune else []

@@ -45,7 +45,7 @@ from ripu.errors import TrainingDiverged, Waiting
 from ripu.kinds import get_kind
 from ripu.parts import label_source, run_schedule
 from ripu.starts import start_of
-from ripu.tracking import check_uri
+from ripu.tracking import check_tracking
 from ripu.trial import miou_metrics, selection, trial_config_hash
 from ripu.warmups import model_signature
 
@@ -302,7 +302,7 @@ def run_trial(cfg: Config, out_dir: str | Path, *, init: str | Path | None = Non
     # Validate everything (tracking store, datasets, model, init and resume checkpoints)
     # before the trial folder or the MLflow run is touched: bad input writes nothing.
     if callbacks is None:
-        check_uri(cfg.tracking.uri)
+        check_tracking(cfg.tracking)
     trainer = Trainer(cfg, trial.root, init=init, progress=progress, callbacks=callbacks or ())
     if resume and trial.checkpoint.is_file():
         trainer.load_checkpoint()  # refuses a checkpoint of another config
