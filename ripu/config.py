@@ -12,6 +12,7 @@ ones), so loading a config imports no torch.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import types
@@ -450,16 +451,21 @@ def to_dict(cfg: Any) -> dict:
     return plain(dataclasses.asdict(cfg))
 
 
-def leaf_keys(cls: type = None, prefix: str = "") -> list[str]:
+def leaf_keys() -> tuple[str, ...]:
     """Every key of the config schema, ``section.name`` (a mapping such as
     ``sweep.warmup_files`` is one key), in declaration order."""
-    keys = []
-    for f in dataclasses.fields(cls or Config):
-        key = f"{prefix}{f.name}"
-        tp = _strip(f.type if not isinstance(f.type, str) else
-                    typing.get_type_hints(cls or Config, include_extras=True)[f.name])
-        keys += leaf_keys(tp, key + ".") if dataclasses.is_dataclass(tp) else [key]
-    return keys
+    return _leaf_keys(Config, "")
+
+
+@functools.cache
+def _leaf_keys(cls: type, prefix: str) -> tuple[str, ...]:
+    hints = typing.get_type_hints(cls, include_extras=True)
+    keys: list[str] = []
+    for f in dataclasses.fields(cls):
+        tp = _strip(hints[f.name])
+        keys += (_leaf_keys(tp, f"{prefix}{f.name}.") if dataclasses.is_dataclass(tp)
+                 else [f"{prefix}{f.name}"])
+    return tuple(keys)
 
 
 def flatten(cfg: Config) -> dict[str, Any]:

@@ -66,12 +66,6 @@ class TrialKind:
         return self.target_labels in ("selected", "selected+pseudo")
 
     @property
-    def adds_pseudo_labels(self) -> bool:
-        """Whether LSE pseudo-labels supervise the target pixels selection left unlabelled
-        (built after each selection round)."""
-        return self.target_labels == "selected+pseudo"
-
-    @property
     def labels_everything(self) -> bool:
         """Whether every target pixel is labelled (the upper bound)."""
         return self.target_labels == "all"
