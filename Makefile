@@ -89,12 +89,14 @@ ui: $(STAMP)            ## the MLflow UI on http://127.0.0.1:$(UI_PORT)
 # $(TRACKING_DIR)/. The first start needs MLFLOW_AUTH_ADMIN_PASSWORD (12 characters or more).
 TRACKING_DIR  ?= tracking-server
 TRACKING_PORT ?= 5000
-tracking-server: $(STAMP)  ## the team's password-protected MLflow server on 0.0.0.0:$(TRACKING_PORT)
+# The address the team reaches it on: set TRACKING_HOST=<this node's cluster IP> (loopback by default).
+TRACKING_HOST ?= 127.0.0.1
+tracking-server: $(STAMP)  ## the team's password-protected MLflow server on $(TRACKING_HOST):$(TRACKING_PORT)
 	mkdir -p -m 700 $(TRACKING_DIR)
 	test -s $(TRACKING_DIR)/secret_key || (umask 077 && $(PY) -c "import secrets; print(secrets.token_hex(32))" > $(TRACKING_DIR)/secret_key)
 	cd $(TRACKING_DIR) && MLFLOW_FLASK_SERVER_SECRET_KEY=$$(cat secret_key) \
 	  MLFLOW_AUTH_CONFIG_PATH=$(abspath deploy/mlflow_basic_auth.ini) MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false \
-	  mlflow server --app-name basic-auth --host 0.0.0.0 --port $(TRACKING_PORT) \
+	  mlflow server --app-name basic-auth --host $(TRACKING_HOST) --port $(TRACKING_PORT) \
 	  --backend-store-uri sqlite:///$(abspath $(TRACKING_DIR))/mlflow.db \
 	  --artifacts-destination $(abspath $(TRACKING_DIR))/artifacts
 
