@@ -172,11 +172,17 @@ def _has(raw: Any, key: str) -> bool:
     return True
 
 
-def stage_params(root: Path, stage: str, params: str = PARAMS) -> list[tuple[str, list[str]]]:
+def stage_params(root: Path, stage: str, params: str = PARAMS,
+                 loaded: dict[str, tuple[Config, list[tuple[str, dict]]]] | None = None
+                 ) -> list[tuple[str, list[str]]]:
     """The derived DVC params of ``python -m pipelines.<stage> --params <params>``: per file
-    of the params file (:func:`sources`), its list."""
-    files = sources(root, params)
-    listed = cover_files(reads(stage, root, load_params(root, params)), files)
+    of the params file (:func:`sources`), its list (``loaded``: params files read already,
+    by name, reused and added to)."""
+    loaded = {} if loaded is None else loaded
+    if params not in loaded:
+        loaded[params] = (load_params(root, params), sources(root, params))
+    cfg, files = loaded[params]
+    listed = cover_files(reads(stage, root, cfg), files)
     if len(files) > 1:  # the file names its base: a new base changes everything
         listed[0] = (listed[0][0], [BASE_KEY, *listed[0][1]])
     return listed
@@ -226,17 +232,19 @@ def rewrite(text: str, blocks: dict[str, list[str]]) -> str:
     return "\n".join(out)
 
 
-def derived(root: Path, dvc_yaml: Path) -> str:
+def derived(root: Path, dvc_yaml: Path,
+            loaded: dict[str, tuple[Config, dict]] | None = None) -> str:
     """``dvc_yaml``'s text with every stage's params derived."""
-    blocks = {name: render(stage_params(root, module, params))
+    loaded = {} if loaded is None else loaded
+    blocks = {name: render(stage_params(root, module, params, loaded))
               for name, module, params in stages(dvc_yaml)}
     return rewrite(dvc_yaml.read_text(), blocks)
 
 
 def _main(root: Path, check: bool) -> int:
-    stale = []
+    stale, loaded = [], {}
     for path in pipelines(root):
-        text = derived(root, path)
+        text = derived(root, path, loaded)
         if text != path.read_text():
             stale.append(str(path.relative_to(root)))
             if not check:
