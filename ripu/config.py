@@ -85,6 +85,7 @@ class SynthConfig:
     target_val: PosInt = 60
     height: Annotated[Int, Field(ge=32)] = 128
     width: Annotated[Int, Field(ge=32)] = 256
+    target: Literal["v5", "v4"] = "v5"  # the target domain's version (README, benchmark)
 
 
 @section
