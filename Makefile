@@ -5,24 +5,47 @@ STAMP  := $(VENV)/.installed
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export MLFLOW_TRACKING_URI ?= sqlite:///$(abspath mlflow.db)
 
-.PHONY: repro test test-unit test-slow test-e2e bench ui lint chromium label-studio
+.PHONY: repro test test-unit test-slow test-e2e bench ui lint chromium label-studio lock drift gpu-smoke
 
 # Label Studio and Playwright in their own environment: their pins (numpy 2.2, pandas, Django)
 # clash with ours; ripu talks to the server only over HTTP.
 LS_VENV  ?= .venv-ls
 LS_STAMP := $(LS_VENV)/.installed
 
-$(STAMP): pyproject.toml
+# Both environments install from lock files (exact versions and hashes, see "Environments" in
+# the README); `make lock` regenerates them on purpose. The project itself goes in editable,
+# without dependencies (they are all in the lock) and without build isolation (setuptools too).
+$(STAMP): requirements/ripu.lock
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --require-hashes --no-deps -r requirements/ripu.lock
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-$(LS_STAMP):
+$(LS_STAMP): requirements/label-studio.lock
 	test -x $(LS_VENV)/bin/python || python3 -m venv $(LS_VENV)
-	$(LS_VENV)/bin/python -m pip install -q --upgrade pip
-	$(LS_VENV)/bin/python -m pip install -q 'label-studio==1.23.2' 'playwright==1.65.3'
+	$(LS_VENV)/bin/python -m pip install -q --require-hashes --no-deps -r requirements/label-studio.lock
 	touch $(LS_STAMP)
+
+# The lock files: pip-tools' pip-compile (it resolves with pip itself, so it reads this
+# machine's pip configuration and takes the torch pair from its disk), for Python 3.11 on
+# Linux x86-64, exact versions with hashes. `make lock` takes the newest releases the ranges
+# allow (LOCK_FLAGS= keeps the current pins and only adds what pyproject.toml gained).
+TOOLS      ?= .venv-tools
+LOCK_FLAGS ?= --upgrade
+COMPILE    := $(TOOLS)/bin/pip-compile -q --generate-hashes --allow-unsafe --strip-extras \
+              --no-emit-index-url --no-emit-find-links $(LOCK_FLAGS)
+
+$(TOOLS)/.installed:
+	test -x $(TOOLS)/bin/python || python3 -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install -q 'pip-tools==7.7.0'
+	touch $@
+
+lock: $(TOOLS)/.installed  ## regenerate both lock files (review with `git diff requirements/`)
+	$(COMPILE) --extra dev --constraint requirements/torch.txt -o requirements/ripu.lock pyproject.toml
+	$(COMPILE) --constraint requirements/label-studio-caps.txt -o requirements/label-studio.lock requirements/label-studio.in
+
+drift:                  ## resolve the unlocked requirements afresh, diff against the locks, smoke-test
+	python3 requirements/drift.py
 
 chromium:               ## Debian's Chromium for the browser test (Playwright's own download is unreachable); needs root
 	command -v chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium)
@@ -48,7 +71,10 @@ test-e2e: $(STAMP) $(LS_STAMP) chromium  ## the end-to-end tests CI runs besides
 	  tests/test_sweep.py::test_killed_trial_is_retried_and_matches_an_uninterrupted_run \
 	  tests/test_sweep.py::test_sweep_on_a_two_node_ray_cluster_with_a_failing_trial \
 	  tests/test_interrupt.py tests/test_paper_pipeline.py tests/test_cluster_faults.py \
-	  tests/test_start_changed.py tests/annotate
+	  tests/test_start_changed.py tests/test_environment.py tests/annotate
+
+gpu-smoke: $(STAMP)     ## every trial kind on CUDA (fp32, bf16), selection at 2048x1024, 2-GPU NCCL -> reports/gpu_smoke.json
+	$(PY) -m benchmarks.gpu_smoke
 
 bench: $(STAMP)         ## benchmarks with side-by-side ratios -> reports/bench.json
 	OMP_WAIT_POLICY=PASSIVE $(PY) -m benchmarks  # as measured in the README

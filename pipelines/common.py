@@ -59,7 +59,8 @@ def load_params(root: Path, params: str | Path = PARAMS) -> Config:
     paths.update({f"sweep.warmup_files.{k}": v for k, v in cfg.sweep.warmup_files.items()})
     overrides = {key: resolve(root, value) for key, value in paths.items()}
     overrides["tracking.uri"] = absolute_uri(cfg.tracking.uri, root)
-    os.environ.setdefault("RIPU_GIT_REVISION", git_revision(root))
+    if "RIPU_GIT_REVISION" not in os.environ:
+        os.environ["RIPU_GIT_REVISION"] = git_revision(root)
     return apply_overrides(cfg, overrides)
 
 

@@ -23,6 +23,12 @@ def _inside(path: str, folder: str) -> bool:
     return Path(path).resolve().is_relative_to(Path(folder).resolve())
 
 
+def synthetic(cfg: Config) -> bool:
+    """Whether both dataset roots lie inside synth.out: the embedded benchmark, generated."""
+    return _inside(cfg.data.source_root, cfg.synth.out) and _inside(cfg.data.target_root,
+                                                                     cfg.synth.out)
+
+
 def index_real(cfg: Config) -> dict:
     """Open the source and target datasets (their readers check the layouts) and count them."""
     sets = build_datasets(cfg, augment=False)
@@ -45,8 +51,7 @@ def experiment_data(root: Path, cfg: Config) -> list[Config]:
 
 def run(root: Path, cfg: Config) -> None:
     out = Path(cfg.synth.out)
-    if _inside(cfg.data.source_root, cfg.synth.out) and _inside(cfg.data.target_root,
-                                                                 cfg.synth.out):
+    if synthetic(cfg):
         s = cfg.synth
         index = generate(out, seed=s.seed, source_images=s.source_images,
                          target_train=s.target_train, target_val=s.target_val,

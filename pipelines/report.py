@@ -28,6 +28,8 @@ def _report(root: Path, params: str) -> None:
                         warmups=json.loads(warmups.read_text()) if warmups.is_file() else None)
     print(f"report: {info['runs']} runs in {info['groups']} groups, best {info['best']} "
           f"-> {cfg.report.out}")
+    if info["environments"]:
+        print(info["environments"], file=sys.stderr)
 
 
 def main(root: Path = ROOT, params: str = PARAMS) -> int:

@@ -7,6 +7,7 @@ config check`` import no torch) and loads it when a command runs.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from ripu.acquisition import LabelState, latest_round
@@ -137,7 +138,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     cfg = _load(args)
     out = Path(args.out or cfg.report.out)
-    build_report(cfg.tracking.uri, experiment=args.experiment or cfg.tracking.experiment,
-                 out_dir=out)
+    info = build_report(cfg.tracking.uri, experiment=args.experiment or cfg.tracking.experiment,
+                        out_dir=out)
+    if info["environments"]:
+        print(info["environments"], file=sys.stderr)
     print(f"wrote {out}")
     return 0

@@ -442,6 +442,18 @@ def to_dict(cfg: Any) -> dict:
     return plain(dataclasses.asdict(cfg))
 
 
+def leaf_keys(cls: type = None, prefix: str = "") -> list[str]:
+    """Every key of the config schema, ``section.name`` (a mapping such as
+    ``sweep.warmup_files`` is one key), in declaration order."""
+    keys = []
+    for f in dataclasses.fields(cls or Config):
+        key = f"{prefix}{f.name}"
+        tp = _strip(f.type if not isinstance(f.type, str) else
+                    typing.get_type_hints(cls or Config, include_extras=True)[f.name])
+        keys += leaf_keys(tp, key + ".") if dataclasses.is_dataclass(tp) else [key]
+    return keys
+
+
 def flatten(cfg: Config) -> dict[str, Any]:
     """``{"section.key": value}`` for every leaf (lists as JSON strings): MLflow params."""
     out: dict[str, Any] = {}

@@ -10,28 +10,45 @@ import os
 from pathlib import Path
 
 from ripu.config import Config, params_hash
+from ripu.environment import environment_tags
 from ripu.kinds import get_kind
 from ripu.tracking import git_revision
 
 REPO = Path(__file__).resolve().parents[1]
 
 
+# What does not decide a trial's results: where it logs, how it is scheduled, what its
+# report looks like, its device and thread count.
+NOT_IDENTITY = ("tracking", "sweep", "report", "train.device", "train.threads")
+
+
+def is_identity_key(key: str) -> bool:
+    """Whether the config key ``key`` (``section.name``) decides a trial's results."""
+    return not any(key == k or key.startswith(k + ".") for k in NOT_IDENTITY)
+
+
+def trial_identity(cfg: Config) -> Config:
+    """``cfg`` with every key of :data:`NOT_IDENTITY` at its default."""
+    default = type(cfg)()
+    sections = {k: getattr(default, k) for k in NOT_IDENTITY if "." not in k}
+    train = {k.split(".")[1]: getattr(default.train, k.split(".")[1])
+             for k in NOT_IDENTITY if k.startswith("train.")}
+    return dataclasses.replace(cfg, **sections, train=dataclasses.replace(cfg.train, **train))
+
+
 def trial_config_hash(cfg: Config) -> str:
-    """Hash of what determines a trial's results: ``cfg`` without where it logs, how it is
-    scheduled, what its report looks like, its device and thread count.
+    """Hash of what determines a trial's results (:func:`trial_identity`).
 
     Stored in checkpoints (``config_hash``), LSE round caches, ``results.json``
     (``resume_hash``) and the MLflow tag ``ripu.params_hash``; a trial resumes or is skipped
     only when its hash is unchanged.
     """
-    return params_hash(dataclasses.replace(cfg, tracking=type(cfg.tracking)(),
-                                           sweep=type(cfg.sweep)(), report=type(cfg.report)(),
-                                           train=dataclasses.replace(cfg.train, device="auto",
-                                                                     threads=0)))
+    return params_hash(trial_identity(cfg))
 
 
 def trial_tags(cfg: Config) -> dict[str, str]:
-    """The tags reports group by: kind, strategy, budget, seed, params hash, git revision.
+    """The tags reports group by: kind, strategy, budget, seed, params hash, git revision,
+    and the environment (lock hash, key package versions: :mod:`ripu.environment`).
 
     Kinds without selection rounds carry their kind as strategy and a zero budget.
     """
@@ -44,4 +61,5 @@ def trial_tags(cfg: Config) -> dict[str, str]:
         "ripu.seed": str(cfg.seed),
         "ripu.params_hash": trial_config_hash(cfg),
         "ripu.git_revision": os.environ.get("RIPU_GIT_REVISION") or git_revision(REPO),
+        **environment_tags(),
     }

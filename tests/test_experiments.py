@@ -211,7 +211,7 @@ def test_paper_files_carry_the_papers_settings(base_cfg):
 def test_lse_rows_as_the_lse_authors_ran_them(base_cfg, file, source_size):
     """VGG16-FCN8s from the FCN8s warm-up: Adam 1e-6 (biases 2e-6), betas (0.9, 0.99), no
     decay, fixed rate, batch 1 + 1, CE + 0.1 focal (gamma 3), BGR minus Caffe means, 7
-    rounds, their sizes (MNaseerSubhani/LSE, README "Fidelity")."""
+    rounds, their sizes (MNaseerSubhani/LSE, docs/fidelity.md)."""
     exp = load_experiment(REPO / "experiments" / file, base_cfg, root=REPO)
     (t,) = [t for t in exp.trials if t.cfg.model.arch == "vgg16_fcn8s"]
     c = t.cfg

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import hashlib
 import json
 import os
 import re
@@ -9,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import time
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -20,8 +23,10 @@ from pipelines import data as data_stage
 from pipelines import warmup as warmup_stage
 from ripu.config import apply_overrides, load_config
 from ripu.engine.checkpoint import load_weights
+from ripu.environment import LOCK, environment_tags
 from ripu.errors import RipuError
-from ripu.tracking import list_runs, metric_history
+from ripu.sweep.parent_run import FREEZE_ARTIFACT
+from ripu.tracking import list_runs, metric_history, read_artifact_text
 from tests.test_sweep import make_tiny_data, tiny_config
 
 pytestmark = pytest.mark.integration  # real Ray clusters, DVC, servers or subprocesses
@@ -188,7 +193,8 @@ def test_dvc_yaml_declares_stages_deps_params_outs():
     assert spec["stages"]["warmup"]["outs"] == ["models/${tracking.experiment}"]
     assert "${sweep.experiment}" in spec["stages"]["warmup"]["deps"]
     # Each stage reads only its own sections: the data stage does not depend on training.
-    assert set(spec["stages"]["data"]["params"]) == {"synth", "data"}
+    assert set(spec["stages"]["data"]["params"]) == {"synth", "data.source_root",
+                                                     "data.target_root"}
     assert "optim.iters" not in spec["stages"]["warmup"]["params"]
     assert "optim" not in spec["stages"]["warmup"]["params"]
     assert spec["metrics"] == ["reports/metrics.json"]
@@ -211,7 +217,7 @@ def _all_outs(spec: dict, params: dict) -> set[str]:
 
 def _tiny_repo(dest: Path) -> Path:
     """A copy of the repository with tiny params and a two-trial experiment."""
-    for item in ("ripu", "pipelines", "experiments"):
+    for item in ("ripu", "pipelines", "experiments", "requirements"):
         shutil.copytree(REPO / item, dest / item,
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     for item in ("dvc.yaml", ".dvcignore", ".gitignore", "params.yaml"):
@@ -287,6 +293,16 @@ def test_dvc_repro_end_to_end(tmp_path):
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     assert len(parents) == 1 and len(children) == 2
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parents[0].info.run_id}
+    # Every run names its environment; the sweep keeps the whole pip freeze.
+    environment = environment_tags()
+    assert environment["ripu.lock_sha256"] == hashlib.sha256(LOCK.read_bytes()).hexdigest()
+    for run in parents + children:
+        assert environment.items() <= run.data.tags.items()
+    freeze = read_artifact_text(uri, parents[0].info.run_id, FREEZE_ARTIFACT)
+    assert f"torch=={metadata.version('torch')}" in freeze.splitlines()
+    with open(repo / "reports" / "results.csv") as f:
+        assert {r["lock_sha256"] for r in csv.DictReader(f)} == {
+            environment["ripu.lock_sha256"]}
 
     out, second = _run([*dvc, "repro"], repo, env)
     print(f"second dvc repro: {second:.1f} s")

@@ -36,16 +36,16 @@ def log_trial(uri: str, experiment: str, trial: str, kind: str, strategy: str, s
               miou: float, *, budget: float = 0.022, points: int = 40,
               status: str = "FINISHED", params_hash: str | None = None,
               parent: str | None = None, arch: str = "small", miou13: float | None = None,
-              extra: dict[str, float] | None = None) -> str:
+              extra: dict[str, float] | None = None, tags: dict[str, str] | None = None) -> str:
     """One trial run with the tags, params and metrics TrackingCallback logs (plus ``extra``
-    final metrics); returns its id."""
+    final metrics, and ``tags``); returns its id."""
     registered = KINDS.get(kind)  # the warm-up's "warmup" is not a trial kind
     selecting = registered is not None and registered.selects
     tags = {"ripu.kind": kind, "ripu.strategy": strategy if selecting else kind,
             "ripu.budget": str(budget if selecting else 0.0),
             "ripu.points": str(points if selecting else 0), "ripu.seed": str(seed),
             "ripu.params_hash": params_hash or f"hash-{trial}", "ripu.git_revision": "abc123",
-            "ripu.trial": trial, "ripu.experiment": experiment}
+            "ripu.trial": trial, "ripu.experiment": experiment, **(tags or {})}
     tracker = Tracker(uri, experiment, run_name=trial, tags=tags, parent_run_id=parent)
     tracker.log_params({"seed": seed, "train.kind": kind, "model.arch": arch,
                         "model.backbone": "resnet101"})
@@ -395,3 +395,22 @@ def test_pipeline_main_exits_2_with_one_line(store, tmp_path, capsys, monkeypatc
     assert main(tmp_path) == 2
     assert "report.outt: unknown key" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_runs_of_two_environments_are_named_in_one_line(tmp_path, capsys):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    for seed, lock in ((0, "a" * 64), (1, "a" * 64), (2, "b" * 64)):
+        log_trial(uri, "envs", f"ra-{seed}", "active", "ripu_region", seed, 0.5,
+                  tags={"ripu.lock_sha256": lock})
+    info = build_report(uri, experiment="envs", out_dir=tmp_path / "out")
+    results = pd.read_csv(tmp_path / "out" / "results.csv")
+    assert list(results["lock_sha256"]) == ["a" * 64, "a" * 64, "b" * 64]
+    assert info["environments"] == ("These runs come from 2 different environments (lock "
+                                    "SHA-256: aaaaaaaaaaaa (2 runs), bbbbbbbbbbbb (1 runs)); "
+                                    "differences between them may be the environment's.")
+    assert info["environments"] in (tmp_path / "out" / "summary.md").read_text()
+
+
+def test_runs_of_one_environment_say_nothing_about_it(synthetic):
+    assert synthetic["info"]["environments"] is None
+    assert "environments" not in synthetic["md"]

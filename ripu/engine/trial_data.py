@@ -33,10 +33,15 @@ class TrialData:
     class_lists: dict[int, list[int]] | None = None
 
 
+def splits(cfg: Config) -> list[str]:
+    """The datasets ``cfg``'s kind reads: target and val, and source when it draws source
+    batches."""
+    return ["target", "val"] + (["source"] if get_kind(cfg.train.kind).uses_source else [])
+
+
 def load_trial_data(cfg: Config, *, progress: bool = True) -> TrialData:
     """The datasets of ``cfg``'s kind with every label checked (see the module doc)."""
-    wanted = ["target", "val"] + (["source"] if get_kind(cfg.train.kind).uses_source else [])
-    datasets = build_datasets(cfg, only=wanted)
+    datasets = build_datasets(cfg, only=splits(cfg))
     lists = None
     if "source" in datasets and cfg.data.class_balance:
         lists = source_class_lists(datasets["source"], progress=progress)

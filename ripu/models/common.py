@@ -222,6 +222,15 @@ def _check_classes(model: SegmentationModel, state: dict, path: Path) -> None:
                             f"classes; the model has {model.num_classes}")
 
 
+def check_weights_file(path: str | os.PathLike) -> Path:
+    """``path`` as a Path; RipuError when no such file exists."""
+    path = Path(path)
+    if not path.is_file():
+        raise RipuError(f"pretrained weights file {path} does not exist; expected ImageNet "
+                        "weights (a torchvision state dict) or a ripu checkpoint")
+    return path
+
+
 def load_pretrained(model: SegmentationModel, path: str | os.PathLike) -> None:
     """Load weights from ``path`` into ``model``.
 
@@ -233,10 +242,7 @@ def load_pretrained(model: SegmentationModel, path: str | os.PathLike) -> None:
     ``torch.load(weights_only=True)``. Raises RipuError for a missing or unreadable file, a
     key or shape mismatch, or a checkpoint for another number of classes.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise RipuError(f"pretrained weights file {path} does not exist; expected ImageNet "
-                        "weights (a torchvision state dict) or a ripu checkpoint")
+    path = check_weights_file(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # unpickling errors have many types

@@ -29,7 +29,7 @@ from ripu.report.figures import (
 )
 from ripu.report.paired import paired_frame, paired_markdown
 from ripu.report.paper import ordering_checks, paper_section
-from ripu.report.runs import Selection, results_frame, select_runs
+from ripu.report.runs import Selection, environments_note, results_frame, select_runs
 from ripu.report.tables import metrics_dict, summarize, summary_markdown_table
 from ripu.tracking import check_uri, list_runs
 
@@ -41,7 +41,8 @@ OUTPUTS = ("results.csv", "summary.csv", "summary.md", "budget_curve.png", "budg
 
 
 def summary_markdown(summary: pd.DataFrame, paired: pd.DataFrame, selection: Selection,
-                     experiment: str, anatomy: str = "") -> str:
+                     experiment: str, environments: str | None = None,
+                     anatomy: str = "") -> str:
     """``summary.md``: where the runs come from, the summary table, the published numbers,
     the ordering checks, the paired differences, the error anatomy section ``anatomy``
     (:func:`ripu.report.anatomy.anatomy_markdown`) and the figures."""
@@ -53,6 +54,8 @@ def summary_markdown(summary: pd.DataFrame, paired: pd.DataFrame, selection: Sel
     parts = [f"# Report: `{experiment}`", "",
              f"{n} runs: {source}. mIoU in percent, mean ± sample std over seeds (n runs).",
              ""]
+    if environments:
+        parts += [f"**{environments}**", ""]
     if selection.missing_trials:
         parts += ["Trials of the sweep without a finished run (left out): "
                   + ", ".join(f"`{t}`" for t in selection.missing_trials) + ".", ""]
@@ -87,6 +90,7 @@ def build_report(uri: str, *, experiment: str, out_dir: str | Path,
     error anatomy. Writes :data:`OUTPUTS`, each atomically.
 
     Returns ``{"experiment", "parent_run_id", "runs", "groups", "missing_trials", "best",
+    "environments" (a one-line note when the runs come from several environments, else None),
     "outputs": {file name: path}}``. Raises :class:`RipuError` when no run qualifies.
     """
     empty = RipuError(f"no finished runs in experiment {experiment} at {uri}; run the sweep "
@@ -116,8 +120,10 @@ def build_report(uri: str, *, experiment: str, out_dir: str | Path,
                         ("budget_curve.csv", curve), ("paired.csv", paired),
                         ("labelled_classes.csv", shares), ("anatomy.csv", anatomy)):
         write_text(paths[name], _csv(frame))
-    write_text(paths["summary.md"], summary_markdown(summary, paired, selection, experiment,
-                                                     anatomy_markdown(warm, boundary)))
+    environments = environments_note(results)
+    write_text(paths["summary.md"],
+               summary_markdown(summary, paired, selection, experiment, environments,
+                                anatomy_markdown(warm, boundary)))
     write_json(paths["metrics.json"], metrics)
     for name, fig in (("budget_curve.png", budget_curve_figure(results, summary, experiment)),
                       ("per_class.png", per_class_figure(summary, experiment)),
@@ -126,5 +132,5 @@ def build_report(uri: str, *, experiment: str, out_dir: str | Path,
     return {"experiment": experiment, "parent_run_id": selection.parent_run_id,
             "runs": len(results), "groups": len(summary),
             "missing_trials": list(selection.missing_trials),
-            "best": metrics.get("best", {}).get("name"),
+            "best": metrics.get("best", {}).get("name"), "environments": environments,
             "outputs": {k: str(v) for k, v in paths.items()}}

@@ -14,12 +14,14 @@ from typing import Any
 
 import pandas as pd
 
+from ripu.environment import LOCK_TAG
 from ripu.errors import RipuError
 from ripu.kinds import KINDS, get_kind
 from ripu.report.names import budget_label, is_point_strategy, method_id, order_classes
 from ripu.tracking import read_artifact_text
 
-_TAIL = ["seconds", "start", "start_sha256", "params_hash", "git_revision", "run_id"]
+_TAIL = ["seconds", "start", "start_sha256", "params_hash", "git_revision", "lock_sha256",
+         "run_id"]
 
 
 @dataclass(frozen=True)
@@ -137,7 +139,8 @@ def _row(run: Any, experiment: str) -> dict[str, Any]:
     row.update({"seconds": metrics.get("final/seconds", math.nan),
                 "start": t.get("ripu.start", ""), "start_sha256": t.get("ripu.start_sha256", ""),
                 "params_hash": t.get("ripu.params_hash", ""),
-                "git_revision": t.get("ripu.git_revision", ""), "run_id": run.info.run_id})
+                "git_revision": t.get("ripu.git_revision", ""),
+                "lock_sha256": t.get(LOCK_TAG, ""), "run_id": run.info.run_id})
     return row
 
 
@@ -161,3 +164,14 @@ def results_frame(runs: Sequence[Any], experiment: str) -> pd.DataFrame:
     frame = frame.assign(_rank=rank, _amount=amount).sort_values(
         ["_rank", "method", "_amount", "seed", "trial", "run_id"], kind="mergesort")
     return frame.drop(columns=["_rank", "_amount"]).reset_index(drop=True)
+
+
+def environments_note(results: pd.DataFrame) -> str | None:
+    """One line when the runs come from more than one environment (distinct lock hashes;
+    runs that recorded none count as one more), else None."""
+    counts = results["lock_sha256"].replace("", "unrecorded").value_counts(sort=False)
+    if len(counts) < 2:
+        return None
+    parts = ", ".join(f"{h[:12]} ({n} runs)" for h, n in sorted(counts.items()))
+    return (f"These runs come from {len(counts)} different environments (lock SHA-256: "
+            f"{parts}); differences between them may be the environment's.")

@@ -1,8 +1,9 @@
 """The sweep's MLflow parent run, and the trial runs the driver closes itself.
 
 One parent run per trial-folder root, kept across resumed sweeps (its id is stored in
-``<root>/sweep_run_id.txt``); tags ``ripu.sweep``, ``ripu.experiment``, ``ripu.git_revision``;
-artifact ``trials.json`` = {trial: ripu.params_hash}, the experiment file, and the sweep's
+``<root>/sweep_run_id.txt``); tags ``ripu.sweep``, ``ripu.experiment``, ``ripu.git_revision``
+and the environment's (:mod:`ripu.environment`); artifacts ``environment/pip-freeze.txt``,
+``trials.json`` = {trial: ripu.params_hash}, the experiment file, and the sweep's
 counts as ``sweep/<status>`` metrics. Its status FINISHED commits the sweep: the report reads
 the newest FINISHED parent.
 """
@@ -14,6 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ripu.environment import environment_tags, pip_freeze
 from ripu.experiments import Experiment
 from ripu.io import write_text
 from ripu.ray_cluster import revision
@@ -21,6 +23,7 @@ from ripu.tracking import Tracker, experiment_id, list_runs
 from ripu.trial import trial_config_hash
 
 PARENT_ID_FILE = "sweep_run_id.txt"
+FREEZE_ARTIFACT = "environment/pip-freeze.txt"  # the driver's installed packages
 
 
 def runs_by_id(uri: str, experiment: str) -> dict[str, Any]:
@@ -40,7 +43,8 @@ def open_parent_run(uri: str, exp: Experiment, out_root: Path, known: dict[str, 
                     info: dict[str, Any]) -> Tracker:
     """Create, or continue, the sweep's parent run; record its id in the trial-folder root."""
     experiment_id(uri, exp.name)
-    tags = {"ripu.sweep": "1", "ripu.experiment": exp.name, "ripu.git_revision": revision()}
+    tags = {"ripu.sweep": "1", "ripu.experiment": exp.name, "ripu.git_revision": revision(),
+            **environment_tags()}
     parent = Tracker(uri, exp.name, run_id=read_id(out_root / PARENT_ID_FILE, known),
                      run_name=f"sweep-{exp.name}", tags=tags)
     out_root.mkdir(parents=True, exist_ok=True)
@@ -49,6 +53,7 @@ def open_parent_run(uri: str, exp: Experiment, out_root: Path, known: dict[str, 
     hashes = {t.name: trial_config_hash(t.cfg) for t in exp.trials}
     parent.log_text(json.dumps(hashes, indent=2, sort_keys=True) + "\n", "trials.json")
     parent.log_artifact(exp.path)
+    parent.log_text(pip_freeze(), FREEZE_ARTIFACT)
     return parent
 
 

@@ -19,13 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from ripu.config import Config
+from ripu.engine.build import build_datasets, select_device
 from ripu.engine.callbacks import Callback
 from ripu.engine.distributed import trial_resources
-from ripu.engine.trainer import Trainer
+from ripu.engine.trial_data import splits
 from ripu.engine.trial_dir import TrialDir
 from ripu.errors import RipuError
 from ripu.experiments import Experiment, Trial, load_experiment
-from ripu.kinds import get_kind
+from ripu.models.common import check_weights_file
 from ripu.starts import Start, start_of
 from ripu.sweep.parent_run import (
     abandon_parent_run,
@@ -46,17 +47,22 @@ STATUSES = ("finished", "skipped", "stopped", "failed")
 
 
 def validate_inputs(trials: Sequence[Trial], inits: dict[str, str | None]) -> None:
-    """Fail before Ray starts (RipuError) when a trial's datasets, model or init
-    checkpoint are bad: checked once per distinct data and model section and init."""
+    """Fail before Ray starts (RipuError naming the key or trial) when a trial could never
+    run, from configs and file headers only: its init checkpoint's architecture, backbone and
+    classes; its device; its weights file; its datasets' layout and complete files. Builds no
+    trainer, decodes no data and calls no server: the trials check labels, weights' shapes
+    and a people server themselves, before training."""
     check_inits(trials, inits)  # architecture, backbone, classes: one line naming the trial
-    seen = set()
+    checked = set()
     for trial in trials:
-        init = inits[trial.name]
-        key = (trial.cfg.data, trial.cfg.model, get_kind(trial.cfg.train.kind).uses_source,
-               init)
-        if key not in seen:
-            seen.add(key)
-            Trainer(trial.cfg, Path(tempfile.gettempdir()), init=init, progress=False)
+        cfg = trial.cfg
+        select_device(cfg.train.device)
+        if cfg.model.pretrained:
+            check_weights_file(cfg.model.pretrained)
+        for split in splits(cfg):
+            if (split, cfg.data) not in checked:
+                checked.add((split, cfg.data))
+                build_datasets(cfg, only=[split], augment=False)
 
 
 def _plans(exp: Experiment, out_root: Path, known: dict[str, Any],

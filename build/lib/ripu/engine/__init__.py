@@ -1,0 +1,1 @@
+"""Training and evaluation engine: the training loop, the lr schedule and evaluation."""

@@ -1,0 +1,161 @@
+"""The trial folder: where each file of a trial lives, and whether it finished or can resume.
+
+Layout of ``<root>``::
+
+    config.yaml            the resolved config, written as each attempt starts
+    checkpoints/last.pt    the trial checkpoint (ripu.engine.checkpoint)
+    masks/round_<r>.npz    the label state after selection round r (ripu.acquisition.state)
+    masks/labels_<r>.npz   round r's labels from people, masks/tasks_<r>.json its task
+                           ledger (ripu.annotate; only when annotate.url is set)
+    masks/earlier/<n>/     those two of earlier attempts that started afresh, set aside
+    lse/round_<r>.pt       LSE round r's pseudo-label cache (ripu.selftrain.train)
+    results.json           the final results; present only when the trial finished
+    mlflow_run_id.txt      the trial's MLflow run, continued on resume
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ripu.config import Config, dump_yaml, load_config
+from ripu.engine.checkpoint import checkpoint_identity
+from ripu.errors import RipuError
+from ripu.io import write_json, write_text
+from ripu.trial import trial_config_hash
+
+RUN_ID_FILE = "mlflow_run_id.txt"
+# People's work in a trial folder (:mod:`ripu.annotate`): never deleted, set aside instead.
+PEOPLE_FILES = ("labels_*.npz", "tasks_*.json")
+
+
+@dataclass(frozen=True)
+class TrialDir:
+    """One trial's folder (``root`` is made absolute)."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root).resolve())
+
+    # ------------------------------------------------------------------ paths
+
+    @property
+    def config_file(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.root / "checkpoints" / "last.pt"
+
+    @property
+    def results_file(self) -> Path:
+        return self.root / "results.json"
+
+    @property
+    def run_id_file(self) -> Path:
+        return self.root / RUN_ID_FILE
+
+    @property
+    def masks_dir(self) -> Path:
+        return self.root / "masks"
+
+    def round_file(self, round_index: int) -> Path:
+        """The label state after selection round ``round_index``."""
+        return self.masks_dir / f"round_{round_index}.npz"
+
+    @property
+    def lse_dir(self) -> Path:
+        return self.root / "lse"
+
+    def lse_round_file(self, round_index: int) -> Path:
+        """LSE round ``round_index``'s pseudo-label cache."""
+        return self.lse_dir / f"round_{round_index}.pt"
+
+    # ------------------------------------------------------------------ state
+
+    def finished_results(self, cfg: Config, start: str | None) -> dict[str, Any] | None:
+        """The stored results when this exact config (its trial config hash) produced them
+        from the start whose file hash is ``start`` (None: no weights file)."""
+        results = self._results(cfg)
+        if results is None or results.get("start_sha256") != start:
+            return None
+        return results
+
+    def can_resume(self, cfg: Config, start: str | None) -> bool:
+        """True when the folder holds a checkpoint written with this config from ``start``."""
+        return checkpoint_identity(self.checkpoint) == (trial_config_hash(cfg), start)
+
+    def start_changed(self, cfg: Config, start: str | None) -> bool:
+        """True when results or a checkpoint of this config hold another start than
+        ``start`` (a rebuilt warm-up, or files from before starts were recorded)."""
+        results, ckpt = self._results(cfg), checkpoint_identity(self.checkpoint)
+        return (results is not None and results.get("start_sha256") != start) or \
+            (ckpt is not None and ckpt[0] == trial_config_hash(cfg) and ckpt[1] != start)
+
+    def _results(self, cfg: Config) -> dict[str, Any] | None:
+        """results.json when this config (its trial config hash) wrote it."""
+        try:
+            results = json.loads(self.results_file.read_text())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(results, dict) or \
+                results.get("resume_hash") != trial_config_hash(cfg):
+            return None
+        return results
+
+    def same_config(self, cfg: Config) -> bool:
+        """True when ``config.yaml`` (written as each attempt starts) is this config's."""
+        try:
+            return trial_config_hash(load_config(self.config_file)) == trial_config_hash(cfg)
+        except RipuError:
+            return False
+
+    def run_id(self) -> str | None:
+        """The MLflow run id of the trial, None when none was recorded."""
+        try:
+            return self.run_id_file.read_text().strip() or None
+        except OSError:
+            return None
+
+    # ------------------------------------------------------------------ writes
+
+    def prepare(self, cfg: Config, resume: bool) -> bool:
+        """Create the folder and write ``config.yaml``; True when there is a checkpoint to
+        resume from. Without one (or without ``resume``) the files of an earlier attempt
+        (results, checkpoint, round files, LSE caches) are removed first, and its people's
+        labels and task ledgers are moved to ``masks/earlier/<n>/``: a fresh attempt may
+        select other pixels, so it pulls its rounds from Label Studio again (answers to the
+        same selection come back; tasks of another are refused there)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        resumable = resume and self.checkpoint.is_file()
+        if not resumable:
+            for stale in [self.results_file, self.checkpoint,
+                          *sorted(self.masks_dir.glob("round_*.npz")),
+                          *sorted(self.lse_dir.glob("round_*.pt"))]:
+                stale.unlink(missing_ok=True)
+            self._set_aside_people_files()
+        write_text(self.config_file, dump_yaml(cfg))
+        return resumable
+
+    def _set_aside_people_files(self) -> None:
+        """Move :data:`PEOPLE_FILES` of the masks folder into the next ``masks/earlier/<n>/``."""
+        files = [f for pattern in PEOPLE_FILES for f in sorted(self.masks_dir.glob(pattern))]
+        if not files:
+            return
+        earlier = self.masks_dir / "earlier"
+        n = 1 + max((int(p.name) for p in earlier.glob("*") if p.name.isdigit()), default=0)
+        (earlier / str(n)).mkdir(parents=True)
+        for f in files:
+            f.rename(earlier / str(n) / f.name)
+
+    def write_results(self, results: dict[str, Any]) -> Path:
+        """Write ``results.json`` atomically (its presence marks the trial finished)."""
+        write_json(self.results_file, results)
+        return self.results_file
+
+    def write_run_id(self, run_id: str) -> None:
+        """Record the trial's MLflow run id (atomic: a resume never reads half an id)."""
+        write_text(self.run_id_file, run_id + "\n")

@@ -1,0 +1,99 @@
+"""The trial side of a sweep: the Ray Tune function trainable that runs one trial.
+
+It runs :func:`ripu.engine.trainer.run_trial` (or its data-parallel variant) in
+``<out_root>/<trial>/``, starting from the checkpoint its row declares, and follows
+:mod:`ripu.sweep.state`: a committed trial is reported and skipped, a checkpoint of the same
+config is resumed (a trial whose completion was cut in two only evaluates again), anything
+else starts afresh.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ripu.config import Config, apply_overrides
+from ripu.engine.callbacks import Callback, TrackingCallback
+from ripu.engine.distributed import run_trial_distributed, sweep_scaling
+from ripu.engine.trainer import run_trial
+from ripu.engine.trial_dir import TrialDir
+from ripu.errors import RipuError
+from ripu.experiments import Trial
+from ripu.starts import Start, start_of
+from ripu.sweep.state import Plan, final_metrics, plan, same_start
+from ripu.tracking import get_run, retry_for
+
+
+class RayReport(Callback):
+    """Forward the trainer's logged and evaluation metrics to Ray Tune (schedulers read them).
+
+    Every report carries ``iteration`` (the trainer's step), the time attribute of ASHA.
+    """
+
+    def on_log(self, trainer, metrics: dict[str, float], step: int) -> None:
+        from ray import tune
+
+        tune.report({**metrics, "iteration": step})
+
+    def on_eval(self, trainer, result, step: int) -> None:
+        from ray import tune
+
+        tune.report({**{f"val/{k}": float(v) for k, v in result.summary.items()
+                        if k.startswith("miou") and isinstance(v, float)}, "iteration": step})
+
+
+def check_start(name: str, planned: Start, init: str | None, cfg: Config) -> None:
+    """Refuse (RipuError, one line) a trial whose start's file changed after the sweep
+    hashed it: its files and the sweep's record would name another start than it ran from."""
+    now = start_of(cfg, init)
+    if now.sha256 != planned.sha256:
+        raise RipuError(f"trial {name}: its start {planned.name} changed while the sweep ran "
+                        f"(it was {planned.describe()} when the sweep began, {now.describe()} "
+                        f"now); expected it unchanged until the sweep ends: run the sweep again")
+
+
+def trial_main(config: dict[str, Any], *, trials: dict[str, Trial], out_root: str,
+               inits: dict[str, str | None], starts: dict[str, Start], tracking_uri: str,
+               parent_run_id: str, experiment: str,
+               callbacks: Sequence[Callback] = ()) -> None:
+    """The Ray Tune function trainable: run, resume, commit or skip one trial.
+
+    ``starts`` are the trials' starts as the driver hashed them (:mod:`ripu.starts`).
+    ``callbacks`` run before the tracking callback, so they see each event before the
+    trial's MLflow run is closed.
+    """
+    from ray import tune
+
+    trial = trials[config["trial"]]
+    out, init, start = Path(out_root) / trial.name, inits[trial.name], starts[trial.name]
+    folder = TrialDir(out)
+    retry_for(trial.cfg.tracking.retry_seconds)
+    run_id = folder.run_id()
+    run = get_run(tracking_uri, run_id) if run_id else None
+    if plan(out, trial.cfg, start.sha256, run) is Plan.DONE:
+        # e.g. Ray retries an attempt that died after its commit
+        tune.report({**final_metrics(folder.finished_results(trial.cfg, start.sha256)),
+                     "ripu/skipped": 1})
+        return
+    check_start(trial.name, start, init, trial.cfg)
+    # a cut completion resumes at its last iteration
+    resume = folder.can_resume(trial.cfg, start.sha256)
+    # An earlier attempt of this config and start continues its MLflow run, also one that
+    # died before its first checkpoint or before training started (no config.yaml yet); a
+    # folder that another config or start trained in gets a new run.
+    same_run = (resume or folder.same_config(trial.cfg) or not folder.config_file.is_file()) \
+        and same_start(run, start.sha256)
+    tracking = TrackingCallback.for_trial(
+        apply_overrides(trial.cfg, {"tracking.uri": tracking_uri}), out, resume=same_run,
+        parent_run_id=parent_run_id, run_name=trial.name,
+        extra_tags={"ripu.trial": trial.name, "ripu.experiment": experiment,
+                    "ripu.init": init or "imagenet", **start.tags()})
+    if trial.cfg.sweep.workers_per_trial > 1:  # data-parallel over Ray Train workers
+        results = run_trial_distributed(trial.cfg, out, init=init, resume=resume,
+                                        progress=False, callbacks=[*callbacks, tracking],
+                                        report_to_tune=True, **sweep_scaling(trial.cfg.sweep))
+    else:
+        results = run_trial(trial.cfg, out, init=init, resume=resume, progress=False,
+                            callbacks=[*callbacks, tracking, RayReport()])
+    tune.report({**final_metrics(results), "ripu/skipped": 0})
