@@ -9,7 +9,7 @@ export MLFLOW_TRACKING_URI ?= sqlite:///$(abspath mlflow.db)
 # the next 1,600 (with its evaluation) in under 75 s passive (sweeps set it for their trials, ripu/ray_cluster.py).
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: repro test test-unit test-slow test-e2e bench ui lint chromium label-studio lock drift gpu-smoke
+.PHONY: repro test test-unit test-slow test-e2e bench ui tracking-server lint chromium label-studio lock drift gpu-smoke
 
 # Label Studio and Playwright in their own environment: their pins (numpy 2.2, pandas, Django)
 # clash with ours; ripu talks to the server only over HTTP.
@@ -75,7 +75,7 @@ test-e2e: $(STAMP) $(LS_STAMP) chromium  ## the end-to-end tests CI runs besides
 	  tests/test_sweep.py::test_killed_trial_is_retried_and_matches_an_uninterrupted_run \
 	  tests/test_sweep.py::test_sweep_on_a_two_node_ray_cluster_with_a_failing_trial \
 	  tests/test_interrupt.py tests/test_paper_pipeline.py tests/test_cluster_faults.py \
-	  tests/test_start_changed.py tests/test_environment.py tests/annotate
+	  tests/test_start_changed.py tests/test_environment.py tests/test_basic_auth.py tests/annotate
 
 gpu-smoke: $(STAMP)     ## every trial kind on CUDA (fp32, bf16), selection at 2048x1024, 2-GPU NCCL -> reports/gpu_smoke.json
 	$(PY) -m benchmarks.gpu_smoke
@@ -86,6 +86,23 @@ bench: $(STAMP)         ## benchmarks with side-by-side ratios -> reports/bench.
 UI_PORT ?= 5000
 ui: $(STAMP)            ## the MLflow UI on http://127.0.0.1:$(UI_PORT)
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port $(UI_PORT)
+
+# The team's shared MLflow server (docs/cluster.md, "A shared tracking server"): MLflow's
+# basic-auth app configured by deploy/mlflow_basic_auth.ini. Its store, artifacts, user
+# database and Flask secret key (made once and kept, so that logins survive restarts) live in
+# $(TRACKING_DIR)/. The first start needs MLFLOW_AUTH_ADMIN_PASSWORD (12 characters or more).
+TRACKING_DIR  ?= tracking-server
+TRACKING_PORT ?= 5000
+# The address the team reaches it on: set TRACKING_HOST=<this node's cluster IP> (loopback by default).
+TRACKING_HOST ?= 127.0.0.1
+tracking-server: $(STAMP)  ## the team's password-protected MLflow server on $(TRACKING_HOST):$(TRACKING_PORT)
+	mkdir -p -m 700 $(TRACKING_DIR)
+	test -s $(TRACKING_DIR)/secret_key || (umask 077 && $(PY) -c "import secrets; print(secrets.token_hex(32))" > $(TRACKING_DIR)/secret_key)
+	cd $(TRACKING_DIR) && MLFLOW_FLASK_SERVER_SECRET_KEY=$$(cat secret_key) \
+	  MLFLOW_AUTH_CONFIG_PATH=$(abspath deploy/mlflow_basic_auth.ini) MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false \
+	  mlflow server --app-name basic-auth --host $(TRACKING_HOST) --port $(TRACKING_PORT) \
+	  --backend-store-uri sqlite:///$(abspath $(TRACKING_DIR))/mlflow.db \
+	  --artifacts-destination $(abspath $(TRACKING_DIR))/artifacts
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check ripu pipelines tests benchmarks

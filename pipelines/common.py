@@ -48,7 +48,7 @@ def load_params(root: Path, params: str | Path = PARAMS) -> Config:
 
     Ray trials run in other folders, so data roots, the synthetic output, the pretrained
     weights, the experiment file, the report folder and a SQLite tracking store become
-    absolute (warm-up files too). Also records the repository's git revision for every run (RIPU_GIT_REVISION).
+    absolute (warm-up files and a tracking credentials file too). Also records the repository's git revision for every run (RIPU_GIT_REVISION).
     """
     cfg = load_config(root / params)
     paths = {"synth.out": cfg.synth.out, "data.source_root": cfg.data.source_root,
@@ -56,6 +56,8 @@ def load_params(root: Path, params: str | Path = PARAMS) -> Config:
              "report.out": cfg.report.out}
     if cfg.model.pretrained:
         paths["model.pretrained"] = cfg.model.pretrained
+    if cfg.tracking.credentials:
+        paths["tracking.credentials"] = cfg.tracking.credentials
     paths.update({f"sweep.warmup_files.{k}": v for k, v in cfg.sweep.warmup_files.items()})
     overrides = {key: resolve(root, value) for key, value in paths.items()}
     overrides["tracking.uri"] = absolute_uri(cfg.tracking.uri, root)

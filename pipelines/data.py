@@ -14,8 +14,8 @@ from pathlib import Path
 
 from pipelines.common import load_experiment_of, main, show_progress
 from ripu.config import Config
+from ripu.data.build import build_datasets
 from ripu.data.synthetic import generate
-from ripu.engine.build import build_datasets
 from ripu.io import write_json
 
 

@@ -132,10 +132,15 @@ def _has(raw: Any, key: str) -> bool:
     return True
 
 
-def stage_params(root: Path, stage: str, params: str = PARAMS) -> list[str]:
-    """The derived DVC params of ``python -m pipelines.<stage> --params <params>``."""
-    cfg = load_params(root, params)
-    raw = yaml.safe_load((root / params).read_text())
+def stage_params(root: Path, stage: str, params: str = PARAMS,
+                 loaded: dict[str, tuple[Config, dict]] | None = None) -> list[str]:
+    """The derived DVC params of ``python -m pipelines.<stage> --params <params>``
+    (``loaded``: params files read already, by name, reused and added to)."""
+    loaded = {} if loaded is None else loaded
+    if params not in loaded:
+        loaded[params] = (load_params(root, params),
+                          yaml.safe_load((root / params).read_text()))
+    cfg, raw = loaded[params]
     return cover(reads(stage, root, cfg), raw, params)
 
 
@@ -180,17 +185,19 @@ def rewrite(text: str, blocks: dict[str, list[str]]) -> str:
     return "\n".join(out)
 
 
-def derived(root: Path, dvc_yaml: Path) -> str:
+def derived(root: Path, dvc_yaml: Path,
+            loaded: dict[str, tuple[Config, dict]] | None = None) -> str:
     """``dvc_yaml``'s text with every stage's params derived."""
-    blocks = {name: render(stage_params(root, module, params), params)
+    loaded = {} if loaded is None else loaded
+    blocks = {name: render(stage_params(root, module, params, loaded), params)
               for name, module, params in stages(dvc_yaml)}
     return rewrite(dvc_yaml.read_text(), blocks)
 
 
 def _main(root: Path, check: bool) -> int:
-    stale = []
+    stale, loaded = [], {}
     for path in pipelines(root):
-        text = derived(root, path)
+        text = derived(root, path, loaded)
         if text != path.read_text():
             stale.append(str(path.relative_to(root)))
             if not check:

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from pipelines.common import PARAMS, WARMUP_METRICS, load_params, params_file
+from ripu.credentials import use_credentials
 from ripu.errors import exit_status
 from ripu.report import build_report
 
@@ -22,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _report(root: Path, params: str) -> None:
     cfg = load_params(root, params)
+    use_credentials(cfg.tracking)
     warmups = root / WARMUP_METRICS / cfg.tracking.experiment / "warmups.json"
     info = build_report(cfg.tracking.uri, experiment=cfg.tracking.experiment,
                         out_dir=cfg.report.out,

@@ -29,7 +29,8 @@ from pipelines.common import (
 )
 from ripu.anatomy import model_anatomy
 from ripu.config import Config, apply_overrides
-from ripu.engine.build import build_datasets, build_model_from, select_device
+from ripu.data.build import build_datasets
+from ripu.engine.build import build_model_from, select_device
 from ripu.engine.callbacks import TrackingCallback
 from ripu.engine.checkpoint import read_checkpoint
 from ripu.engine.evaluate import evaluate
@@ -40,6 +41,7 @@ from ripu.experiments import Experiment
 from ripu.io import atomic_path, write_json
 from ripu.kinds import get_kind
 from ripu.starts import start_of
+from ripu.trial import miou_metrics
 from ripu.warmups import Warmup, model_signature, warmup_path
 
 TAGS = {"ripu.kind": "warmup"}
@@ -72,7 +74,7 @@ def build(root: Path, experiment: str, warmup: Warmup) -> dict[str, Any]:
         torch.save({"model": state, **model_signature(warmup.cfg),
                     "iterations": results["iterations"]}, tmp)
     shutil.rmtree(trial_dir, ignore_errors=True)
-    metrics = {k: v for k, v in results.items() if k.startswith("miou")}
+    metrics = miou_metrics(results)
     return {**metrics, "iterations": results["iterations"], "seconds": results["seconds"]}
 
 
@@ -95,9 +97,7 @@ def imported(root: Path, experiment: str, warmup: Warmup, model: torch.nn.Module
     with atomic_path(warmup_path(root / WARMUPS, experiment, warmup.name)) as tmp:
         torch.save({"model": model.state_dict(), **model_signature(cfg), "iterations": 0,
                     "imported": path}, tmp)
-    return {**{k: float(v) for k, v in result.summary.items()
-               if k.startswith("miou") and isinstance(v, float)},
-            "iterations": 0, "imported": path}
+    return {**miou_metrics(result.summary), "iterations": 0, "imported": path}
 
 
 def report(experiment: str, name: str, metrics: dict[str, Any]) -> None:

@@ -12,10 +12,13 @@ from pathlib import Path
 
 from ripu.acquisition import LabelState, latest_round
 from ripu.acquisition.export import export_round
+from ripu.acquisition.state import round_path
 from ripu.annotate import WAITING_STATUS, AwaitingLabels
 from ripu.config import Config, load_config
+from ripu.credentials import use_credentials
+from ripu.data.build import build_datasets
 from ripu.data.synthetic import generate
-from ripu.engine.build import build_datasets, build_model_from, select_device
+from ripu.engine.build import build_model_from, select_device
 from ripu.engine.checkpoint import load_weights
 from ripu.engine.evaluate import EvalResult, evaluate
 from ripu.engine.selection import run_round
@@ -49,7 +52,7 @@ def select_cli(cfg: Config, checkpoint: str | Path, masks_dir: Path, round_index
     elif not last and round_index != 0:
         raise RipuError(f"--round {round_index}: {masks_dir} has no round file, expected 0")
     state = run_round(cfg, model, target, state, round_index, device=device, progress=progress)
-    path = Path(masks_dir) / f"round_{round_index}.npz"
+    path = round_path(masks_dir, round_index)
     state.save(path)
     return path
 
@@ -138,6 +141,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     cfg = _load(args)
     out = Path(args.out or cfg.report.out)
+    use_credentials(cfg.tracking)
     info = build_report(cfg.tracking.uri, experiment=args.experiment or cfg.tracking.experiment,
                         out_dir=out)
     if info["environments"]:

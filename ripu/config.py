@@ -12,6 +12,7 @@ ones), so loading a config imports no torch.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import types
@@ -53,7 +54,6 @@ TargetDataset = Literal[names.TARGET_DATASETS]  # type: ignore[valid-type]
 Optimizer = Literal[names.OPTIMIZERS]  # type: ignore[valid-type]
 Normalization = Literal[names.NORMALIZATIONS]  # type: ignore[valid-type]
 Beta = Annotated[Float, Field(ge=0, lt=1)]
-Kind = Literal[kind_names()]  # type: ignore[valid-type]
 
 
 def _known_strategy(name: str) -> str:
@@ -64,6 +64,16 @@ def _known_strategy(name: str) -> str:
 
 
 StrategyName = Annotated[Str, AfterValidator(_known_strategy)]
+
+
+def _known_kind(name: str) -> str:
+    """A registered trial kind (looked up when validated: a kind registered later counts)."""
+    if name not in kind_names():
+        raise ValueError(f"expected one of {', '.join(map(repr, kind_names()))}, got {name!r}")
+    return name
+
+
+Kind = Annotated[Str, AfterValidator(_known_kind)]
 
 
 class Invalid(ValueError):
@@ -223,6 +233,9 @@ class TrackingConfig:
     uri: Str = "sqlite:///mlflow.db"
     experiment: Str = "synthetic"
     retry_seconds: Pos = 300.0  # how long runs wait for an unreachable tracking server
+    # a server's basic-auth user: a file (chmod 600) in MLflow's credentials-file format, read
+    # when $MLFLOW_TRACKING_USERNAME / $MLFLOW_TRACKING_PASSWORD are unset (ripu.credentials)
+    credentials: Str | None = None
 
 
 @section
@@ -442,16 +455,21 @@ def to_dict(cfg: Any) -> dict:
     return plain(dataclasses.asdict(cfg))
 
 
-def leaf_keys(cls: type = None, prefix: str = "") -> list[str]:
+def leaf_keys() -> tuple[str, ...]:
     """Every key of the config schema, ``section.name`` (a mapping such as
     ``sweep.warmup_files`` is one key), in declaration order."""
-    keys = []
-    for f in dataclasses.fields(cls or Config):
-        key = f"{prefix}{f.name}"
-        tp = _strip(f.type if not isinstance(f.type, str) else
-                    typing.get_type_hints(cls or Config, include_extras=True)[f.name])
-        keys += leaf_keys(tp, key + ".") if dataclasses.is_dataclass(tp) else [key]
-    return keys
+    return _leaf_keys(Config, "")
+
+
+@functools.cache
+def _leaf_keys(cls: type, prefix: str) -> tuple[str, ...]:
+    hints = typing.get_type_hints(cls, include_extras=True)
+    keys: list[str] = []
+    for f in dataclasses.fields(cls):
+        tp = _strip(hints[f.name])
+        keys += (_leaf_keys(tp, f"{prefix}{f.name}.") if dataclasses.is_dataclass(tp)
+                 else [f"{prefix}{f.name}"])
+    return tuple(keys)
 
 
 def flatten(cfg: Config) -> dict[str, Any]:

@@ -24,6 +24,11 @@ class DatasetError(RipuError):
     """A dataset root is missing, incomplete or holds unreadable or unexpected files."""
 
 
+class Waiting(Exception):  # noqa: N818 (a state, not an error)
+    """A trial stopped at a checkpoint until something outside it is done (people labelling
+    a round: ripu.annotate.AwaitingLabels); no failure."""
+
+
 def exit_status(fn: Callable[..., int | None], *args: Any, **kwargs: Any) -> int:
     """Run ``fn(*args, **kwargs)`` as a command: its status (None counts as 0); 2 after one
     ``ripu: error: ...`` line on stderr for bad input (a RipuError); 130 after Ctrl-C, or

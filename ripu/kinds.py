@@ -1,27 +1,28 @@
-"""Trial kinds: each described once; the only module that compares kind names.
+"""Trial kinds: each described once, as a composition of parts; the only module that
+compares kind names.
 
 A trial kind (``train.kind``) says which loss terms a trial optimises (docs/method.md sections
-2 and 3), which batches it draws, whether it runs selection rounds, where its target labels
-come from, and how the report shows it. Code asks a kind's attributes; it never compares its
-name. Torch-free, so configs, reports and sweeps can import it cheaply.
+2 and 3), which batches it draws, its *schedule* (plain iterations, selection rounds, LSE
+rounds) and its *target-label source* (none, every pixel, the selected pixels from the
+oracle or people, those plus pseudo-labels, LSE's pseudo-labels), both by the name of an
+entry of :mod:`ripu.parts`' registries, and how the report shows it. Code asks a kind's
+attributes; it never compares its name. Torch-free, so configs, reports and sweeps import
+it cheaply.
 
 Adding a kind: add one ``TrialKind`` to ``KINDS`` below (its loss terms must be among
-``LOSS_TERMS``); the trainer, the sweep and the report pick it up from its attributes.
+``LOSS_TERMS``, its schedule and label source registered in :mod:`ripu.parts`); the
+trainer, the sweep and the report pick it up from its attributes.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ripu.errors import ConfigError
+from ripu.registry import Registry
 
 # Loss terms a kind may use; ``ripu.engine.objective`` computes them, the ``loss`` section
 # weights them.
 LOSS_TERMS = ("src", "lc", "tgt", "nl", "tgt_focal", "pseudo", "pseudo_focal")
-# Where a kind's target supervision comes from.
-TARGET_LABELS = ("none", "all", "selected", "selected+pseudo", "pseudo")
-# How a kind's training is scheduled.
-SCHEDULES = ("iterations", "selection_rounds", "lse_rounds")
 
 
 @dataclass(frozen=True)
@@ -51,8 +52,8 @@ class TrialKind:
 
     def __post_init__(self) -> None:
         unknown = set(self.terms) - set(LOSS_TERMS)
-        if unknown or self.target_labels not in TARGET_LABELS or self.schedule not in SCHEDULES:
-            raise ValueError(f"trial kind {self.name!r}: bad description")
+        if unknown:
+            raise ValueError(f"trial kind {self.name!r}: unknown loss terms {sorted(unknown)}")
 
     @property
     def selects(self) -> bool:
@@ -65,12 +66,6 @@ class TrialKind:
         return self.target_labels in ("selected", "selected+pseudo")
 
     @property
-    def adds_pseudo_labels(self) -> bool:
-        """Whether LSE pseudo-labels supervise the target pixels selection left unlabelled
-        (built after each selection round)."""
-        return self.target_labels == "selected+pseudo"
-
-    @property
     def labels_everything(self) -> bool:
         """Whether every target pixel is labelled (the upper bound)."""
         return self.target_labels == "all"
@@ -81,7 +76,7 @@ class TrialKind:
         return {"none": 0.0, "pseudo": 0.0, "all": 1.0}.get(self.target_labels)
 
 
-KINDS: dict[str, TrialKind] = {k.name: k for k in (
+KINDS: Registry[TrialKind] = Registry("trial kind", {k.name: k for k in (
     TrialKind("source_only", "source only", 0, ("src",), True, False, "none", "iterations",
               reference=True, description="CE on source; the lower bound"),
     TrialKind("lse", "LSE", 1, ("src", "tgt", "tgt_focal"), True, True, "pseudo",
@@ -99,16 +94,12 @@ KINDS: dict[str, TrialKind] = {k.name: k for k in (
     TrialKind("supervised", "supervised", 5, ("src", "lc", "tgt", "nl"), True, True, "all",
               "iterations", reference=True,
               description="every target pixel labelled; the upper bound"),
-)}
+)})
 
 
 def get_kind(name: str) -> TrialKind:
     """The registered kind ``name``; ConfigError listing the valid names otherwise."""
-    try:
-        return KINDS[name]
-    except (KeyError, TypeError):
-        raise ConfigError(f"unknown trial kind {name!r}, expected one of "
-                          f"{', '.join(sorted(KINDS))}") from None
+    return KINDS[name]
 
 
 def kind_names() -> tuple[str, ...]:

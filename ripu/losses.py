@@ -1,6 +1,6 @@
 """Training losses: CE helpers, local consistency, negative learning, focal loss.
 
-Pure functions over tensors with thin ``nn.Module`` wrappers. Every loss returns a
+Pure functions over tensors. Every loss returns a
 scalar that stays connected to the autograd graph of its input, also in the degenerate
 cases (no labelled pixel, no boundary pixel, empty mask) where it is 0, so a training
 step can always call ``backward()``.
@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
+from ripu.data.labels import IGNORE_INDEX
 from ripu.errors import RipuError
 
 __all__ = [
-    "FocalLoss",
-    "LocalConsistency",
-    "NegativeLearning",
     "cross_entropy",
     "focal_loss",
     "local_consistency",
@@ -49,7 +47,7 @@ def _check_target(logits: Tensor, target: Tensor) -> None:
         )
 
 
-def cross_entropy(logits: Tensor, target: Tensor, ignore_index: int = 255) -> Tensor:
+def cross_entropy(logits: Tensor, target: Tensor, ignore_index: int = IGNORE_INDEX) -> Tensor:
     """Pixel-wise cross-entropy averaged over labelled pixels (docs/method.md section 2, CE).
 
     Unlike ``torch.nn.functional.cross_entropy``, which returns NaN when every pixel is
@@ -65,7 +63,7 @@ def cross_entropy(logits: Tensor, target: Tensor, ignore_index: int = 255) -> Te
     return F.cross_entropy(logits, target, ignore_index=ignore_index)
 
 
-def semantic_boundary(labels: Tensor, ignore_index: int = 255) -> Tensor:
+def semantic_boundary(labels: Tensor, ignore_index: int = IGNORE_INDEX) -> Tensor:
     """Pixels on a semantic boundary of a label map (docs/method.md section 2, L_LC).
 
     A pixel is on the boundary when the 8-neighbour Laplacian of the label map (label
@@ -84,7 +82,7 @@ def semantic_boundary(labels: Tensor, ignore_index: int = 255) -> Tensor:
     return (lap != 0) & (labels != ignore_index)
 
 
-def local_consistency(probs: Tensor, labels: Tensor, ignore_index: int = 255) -> Tensor:
+def local_consistency(probs: Tensor, labels: Tensor, ignore_index: int = IGNORE_INDEX) -> Tensor:
     """Local consistency loss L_LC on source probabilities (docs/method.md section 2).
 
     ``m`` is the 3x3 box mean of ``probs`` with replicate padding, ``d(i) = sum_c
@@ -134,7 +132,7 @@ def negative_learning(probs: Tensor, threshold: float = 0.05) -> Tensor:
 
 
 def focal_loss(
-    logits: Tensor, target: Tensor, gamma: float = 3.0, ignore_index: int = 255
+    logits: Tensor, target: Tensor, gamma: float = 3.0, ignore_index: int = IGNORE_INDEX
 ) -> Tensor:
     """Focal loss ``(1 - p_t)^gamma * CE`` averaged over labelled pixels (docs/method.md section 3).
 
@@ -156,51 +154,3 @@ def focal_loss(
     log_pt = log_probs.gather(1, safe_target[:, None])[:, 0][valid]
     weight = (1.0 - log_pt.exp()).clamp_min(0.0).pow(gamma)
     return (weight * -log_pt).mean()
-
-
-class LocalConsistency(nn.Module):
-    """Module form of :func:`local_consistency`.
-
-    Shape:
-        probs: (N, C, H, W); labels: (N, H, W); returns a scalar.
-    """
-
-    def __init__(self, ignore_index: int = 255) -> None:
-        super().__init__()
-        self.ignore_index = ignore_index
-
-    def forward(self, probs: Tensor, labels: Tensor) -> Tensor:
-        return local_consistency(probs, labels, self.ignore_index)
-
-
-class NegativeLearning(nn.Module):
-    """Module form of :func:`negative_learning`.
-
-    Shape:
-        probs: (N, C, H, W); returns a scalar.
-    """
-
-    def __init__(self, threshold: float = 0.05) -> None:
-        super().__init__()
-        self.threshold = threshold
-
-    def forward(self, probs: Tensor) -> Tensor:
-        return negative_learning(probs, self.threshold)
-
-
-class FocalLoss(nn.Module):
-    """Module form of :func:`focal_loss`.
-
-    Shape:
-        logits: (N, C, H, W); target: (N, H, W); returns a scalar.
-    """
-
-    def __init__(self, gamma: float = 3.0, ignore_index: int = 255) -> None:
-        super().__init__()
-        if gamma < 0:
-            raise RipuError(f"focal loss gamma must be >= 0, got {gamma}")
-        self.gamma = gamma
-        self.ignore_index = ignore_index
-
-    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        return focal_loss(logits, target, self.gamma, self.ignore_index)

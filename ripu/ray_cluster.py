@@ -9,9 +9,8 @@ import math
 import os
 import signal
 import threading
-from pathlib import Path
 
-from ripu.tracking import git_revision
+from ripu.trial import revision
 
 # Environment of every Ray worker (and of the driver, for the keys it does not set itself).
 # Quiet Ray: classic (terse) output engine, no usage stats; ASHA reads metrics that only some
@@ -24,11 +23,6 @@ RAY_ENV = {
     # idle OpenMP threads sleep instead of spinning: concurrent trials share few cores
     "OMP_WAIT_POLICY": "PASSIVE",
 }
-
-
-def revision() -> str:
-    """The git revision runs are tagged with: RIPU_GIT_REVISION, else this checkout's."""
-    return os.environ.get("RIPU_GIT_REVISION") or git_revision(Path(__file__).resolve().parent)
 
 
 def _token_auth_if_available() -> None:

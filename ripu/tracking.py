@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ripu.credentials import USER_ENV, check_login, refusal, use_credentials
 from ripu.errors import RipuError
 
 T = TypeVar("T")
@@ -38,6 +39,7 @@ RETRY_SECONDS = 300.0  # how long calls wait for an unreachable store (tracking.
 _LOCKED = ("locked", "busy", "temporarily")  # SQLite: retried a few times
 _UNREACHABLE = ("connection", "timed out", "503", "502", "504")  # waited for (_Outage)
 _BOUND = {"seconds": RETRY_SECONDS}  # this process's tracking.retry_seconds (retry_for)
+_REFUSED = {"UNAUTHENTICATED": 401, "PERMISSION_DENIED": 403}  # MLflow's codes of a refusal
 
 
 class _Outage:
@@ -107,6 +109,9 @@ def _retry(fn: Callable[[], T], uri: str, attempts: int = 30, delay: float = 0.1
         try:
             result = fn()
         except Exception as exc:  # noqa: BLE001 - mlflow wraps driver errors inconsistently
+            code = _REFUSED.get(getattr(exc, "error_code", ""))
+            if code is not None:  # the server refuses this user: waiting will not help
+                raise RipuError(refusal(uri, code, os.environ.get(USER_ENV))) from None
             text = str(exc).lower()
             if any(s in text for s in _UNREACHABLE):
                 left = _outage(uri).failed(exc)
@@ -121,19 +126,29 @@ def _retry(fn: Callable[[], T], uri: str, attempts: int = 30, delay: float = 0.1
     raise AssertionError("unreachable")
 
 
+def _check_health(uri: str, timeout: float) -> None:
+    """RipuError unless the MLflow server at ``uri`` answers its (unauthenticated) /health."""
+    url = uri.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - user URI
+            if resp.status != 200:
+                raise RipuError(f"tracking.uri: {uri} answered {resp.status} on /health, "
+                                f"expected a running MLflow server")
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise RipuError(f"tracking.uri: cannot reach {uri} ({reason}), expected a running "
+                        f"MLflow server") from None
+
+
 def check_uri(uri: str, timeout: float = 5.0) -> None:
-    """Fail fast (RipuError) when a tracking URI cannot be reached or written."""
+    """Fail fast (RipuError) when a tracking URI cannot be reached or written, or its server
+    refuses this process's credentials (:func:`ripu.credentials.check_login`)."""
     if uri.startswith(("http://", "https://")):
-        url = uri.rstrip("/") + "/health"
-        try:
-            with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - user URI
-                if resp.status != 200:
-                    raise RipuError(f"tracking.uri: {uri} answered {resp.status} on /health, "
-                                    f"expected a running MLflow server")
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise RipuError(f"tracking.uri: cannot reach {uri} ({reason}), expected a running "
-                            f"MLflow server") from None
+        from mlflow.utils.credentials import read_mlflow_creds
+
+        _check_health(uri, timeout)
+        user = read_mlflow_creds()  # as the client sends it: environment, ~/.mlflow/credentials
+        check_login(uri, user.username, user.password, timeout)
     elif uri.startswith("sqlite:///"):
         folder = Path(uri[len("sqlite:///"):]).expanduser().resolve().parent
         if not folder.is_dir() or not os.access(folder, os.W_OK):
@@ -146,6 +161,13 @@ def check_uri(uri: str, timeout: float = 5.0) -> None:
     else:
         raise RipuError(f"tracking.uri: unsupported URI {uri!r}, expected sqlite:///FILE, "
                         f"http(s)://HOST:PORT or a folder")
+
+
+def check_tracking(tracking: Any) -> None:
+    """:func:`check_uri` of ``tracking.uri`` (a TrackingConfig) with its user
+    (:func:`ripu.credentials.use_credentials`) in use."""
+    use_credentials(tracking)
+    check_uri(tracking.uri)
 
 
 def absolute_uri(uri: str, root: Path) -> str:
@@ -514,21 +536,27 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 @contextmanager
 def serve(backend_uri: str, artifacts: str | Path, *, host: str = "127.0.0.1",
-          port: int | None = None, timeout: float = 120.0) -> Iterator[str]:
+          port: int | None = None, timeout: float = 120.0, app_name: str | None = None,
+          env: Mapping[str, str] | None = None, cwd: str | Path | None = None
+          ) -> Iterator[str]:
     """Run an MLflow tracking server over ``backend_uri`` while the block runs; yield its URL.
 
     Many processes can then log concurrently through HTTP while one server writes the store.
+    ``app_name``: an MLflow server app (``basic-auth``: users and passwords, configured by
+    ``env``'s MLFLOW_AUTH_CONFIG_PATH, MLFLOW_FLASK_SERVER_SECRET_KEY, ...); ``cwd``: the
+    server's working folder (relative paths in that config resolve there).
     """
     port = port or free_port(host)
     Path(artifacts).mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend_uri,
            "--artifacts-destination", str(Path(artifacts).resolve()),
-           "--host", host, "--port", str(port), "--workers", "1"]
+           "--host", host, "--port", str(port), "--workers", "1",
+           *(["--app-name", app_name] if app_name else [])]
     log = open(Path(artifacts) / "server.log", "ab")  # noqa: SIM115 - closed below
     # No background job workers (huey): a tracking server for trials needs none of them.
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **(env or {})}
     # Its own session: a Ctrl-C in the terminal reaches the caller, which stops the server.
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd,
                             start_new_session=True)
     url = f"http://{host}:{port}"
     try:
@@ -538,7 +566,7 @@ def serve(backend_uri: str, artifacts: str | Path, *, host: str = "127.0.0.1",
                 raise RipuError(f"the MLflow server exited early (code {proc.returncode}); see "
                                 f"{Path(artifacts) / 'server.log'}")
             try:
-                check_uri(url, timeout=2)
+                _check_health(url, timeout=2)
                 break
             except RipuError:
                 if time.monotonic() > deadline:

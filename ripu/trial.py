@@ -1,4 +1,6 @@
-"""What identifies a trial: its config hash and the tags reports group trials by.
+"""What identifies a trial and what it records: its config hash, the tags reports group
+trials by, its selection fields (zero budget for kinds that do not select), its mIoU metrics
+and the git revision.
 
 Torch-free, so the sweep, the report and the trainer share it cheaply.
 """
@@ -7,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from ripu.config import Config, params_hash
 from ripu.environment import environment_tags
@@ -46,20 +50,48 @@ def trial_config_hash(cfg: Config) -> str:
     return params_hash(trial_identity(cfg))
 
 
+@dataclasses.dataclass(frozen=True)
+class Selection:
+    """What a trial records of its selection: its strategy (None for a kind that does not
+    select), budget and points (0 for such a kind)."""
+
+    strategy: str | None
+    budget: float
+    points: int
+
+
+def selection(cfg: Config) -> Selection:
+    """The budget-0 rule: a kind without selection rounds labels nothing by selection."""
+    if get_kind(cfg.train.kind).selects:
+        return Selection(cfg.active.strategy, cfg.active.budget, cfg.active.points)
+    return Selection(None, 0.0, 0)
+
+
+def miou_metrics(summary: Mapping[str, Any]) -> dict[str, float]:
+    """The mIoU values of an evaluation summary or results (``miou``, ``miou13``)."""
+    return {k: float(v) for k, v in summary.items()
+            if k.startswith("miou") and isinstance(v, float)}
+
+
+def revision() -> str:
+    """The git revision runs are tagged with: RIPU_GIT_REVISION, else this checkout's."""
+    return os.environ.get("RIPU_GIT_REVISION") or git_revision(REPO)
+
+
 def trial_tags(cfg: Config) -> dict[str, str]:
     """The tags reports group by: kind, strategy, budget, seed, params hash, git revision,
     and the environment (lock hash, key package versions: :mod:`ripu.environment`).
 
     Kinds without selection rounds carry their kind as strategy and a zero budget.
     """
-    selects = get_kind(cfg.train.kind).selects
+    s = selection(cfg)
     return {
         "ripu.kind": cfg.train.kind,
-        "ripu.strategy": cfg.active.strategy if selects else cfg.train.kind,
-        "ripu.budget": str(cfg.active.budget if selects else 0.0),
-        "ripu.points": str(cfg.active.points if selects else 0),
+        "ripu.strategy": s.strategy or cfg.train.kind,
+        "ripu.budget": str(s.budget),
+        "ripu.points": str(s.points),
         "ripu.seed": str(cfg.seed),
         "ripu.params_hash": trial_config_hash(cfg),
-        "ripu.git_revision": os.environ.get("RIPU_GIT_REVISION") or git_revision(REPO),
+        "ripu.git_revision": revision(),
         **environment_tags(),
     }

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ripu.config import Config, apply_overrides
-from ripu.engine.checkpoint import read_checkpoint
+from ripu.engine.checkpoint import open_checkpoint
 from ripu.errors import ConfigError, RipuError
 from ripu.kinds import get_kind
 from ripu.names import ARCH_TRAITS
@@ -140,11 +140,7 @@ def trial_inits(trials: Sequence[Any], experiment: str, *, init: str | Path | No
 def read_signature(path: str | Path) -> dict[str, Any] | None:
     """The ``arch``/``backbone``/``num_classes`` a checkpoint records (None when it records
     none, e.g. a bare state dict); RipuError for an unreadable file."""
-    try:  # mmap: only the small header entries are read
-        ckpt = read_checkpoint(path, mmap=True)
-    except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
-        raise RipuError(f"{path}: unreadable checkpoint ({type(exc).__name__}), expected a "
-                        f"file written by ripu") from None
+    ckpt = open_checkpoint(path, mmap=True)  # mmap: only the small header entries are read
     if not isinstance(ckpt, dict) or "arch" not in ckpt:
         return None
     return {k: ckpt.get(k) for k in ("arch", "backbone", "num_classes")}

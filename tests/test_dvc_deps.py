@@ -11,9 +11,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.test_imports import REPO, import_graph, module_files
+from tests.test_imports import REPO, import_graph, lazy_edges, module_files
 
 PIPELINES = sorted([REPO / "dvc.yaml", *(REPO / "experiments").glob("*/dvc.yaml")])
+
+
+def code_graph(root: Path) -> dict[str, set[str]]:
+    """Imports plus registry locations (modules a registry imports when looked up)."""
+    edges, _ = import_graph(root)
+    lazy = lazy_edges(root)
+    return {name: edges[name] | lazy.get(name, set()) for name in edges}
 
 
 def closure(edges: dict[str, set[str]], start: str) -> set[str]:
@@ -50,8 +57,7 @@ def stages():
 
 @pytest.mark.parametrize(("stage", "base"), stages())
 def test_stage_declares_its_import_closure(stage, base):
-    edges, _ = import_graph(REPO)
-    assert undeclared(stage, base, module_files(REPO), edges) == []
+    assert undeclared(stage, base, module_files(REPO), code_graph(REPO)) == []
 
 
 def test_an_undeclared_import_is_found(tmp_path):
@@ -67,3 +73,28 @@ def test_an_undeclared_import_is_found(tmp_path):
     files = module_files(tmp_path)
     missing = undeclared(stage, tmp_path, files, edges)
     assert [Path(m).name for m in missing] == ["b.py"]
+
+
+def unused(stage: dict, base: Path, files: dict[str, Path],
+           edges: dict[str, set[str]]) -> list[str]:
+    """The code deps (under ripu/ or pipelines/) that hold no module of the stage's import
+    closure: editing them would re-run the stage for nothing."""
+    module = re.search(r"python -m (pipelines\.\w+)", stage["cmd"]).group(1)
+    used = [files[m].resolve() for m in closure(edges, module)]
+    code = [d for d in stage.get("deps", []) if str(d).split("/")[0] in ("ripu", "pipelines")]
+    return [d for d in code if not any(p == (base / d).resolve() or (base / d).resolve()
+                                       in p.parents for p in used)]
+
+
+@pytest.mark.parametrize(("stage", "base"), stages())
+def test_stage_declares_no_code_it_does_not_import(stage, base):
+    assert unused(stage, base, module_files(REPO), code_graph(REPO)) == []
+
+
+def test_the_data_stage_does_not_depend_on_models_or_training():
+    """Editing a model or the trainer leaves the data alone (build_datasets is ripu.data's)."""
+    for pipeline in PIPELINES:
+        for name, stage in yaml.safe_load(pipeline.read_text())["stages"].items():
+            if stage["cmd"].startswith("python -m pipelines.data"):
+                deps = set(stage["deps"])
+                assert not deps & {"ripu/models", "ripu/engine", "ripu/engine/trainer.py"}, name

@@ -21,6 +21,7 @@ from pipelines import dvc_params
 from pipelines.common import load_params
 from ripu.config import Config, config_from_dict, leaf_keys
 from ripu.errors import ConfigError
+from ripu.kinds import kind_names
 
 REPO = Path(__file__).resolve().parents[1]
 COPIED = ("ripu", "pipelines", "experiments", "dvc.yaml", "params.yaml", ".dvcignore")
@@ -70,7 +71,8 @@ def _choices(key: str) -> tuple:
 
 
 NONE_VALUES = {"data.crop": [64, 32], "model.pretrained": "models/other.pth",
-               "annotate.url": "http://127.0.0.1:9", "annotate.token_file": "token.txt"}
+               "annotate.url": "http://127.0.0.1:9", "annotate.token_file": "token.txt",
+               "tracking.credentials": "mlflow-credentials.ini"}
 # Keys no single valid value changes: one reader (cityscapes); a width only vgg16_fcn8s takes.
 FIXED = {"data.target", "model.width"}
 
@@ -81,6 +83,8 @@ def candidates(key: str, value: Any) -> list[Any]:
         return [NONE_VALUES[key]]
     if key == "active.strategy":
         return ["random_region" if value != "random_region" else "ripu_region"]
+    if key == "train.kind":
+        return [k for k in kind_names() if k != value]
     if choices := _choices(key):
         return [c for c in choices if c != value]
     if isinstance(value, bool):
@@ -258,7 +262,8 @@ def test_the_warmup_reads_what_its_overrides_leave():
     assert optim <= dvc_params.reads("sweep", REPO, cfg)
     assert "seed" in warmup and "seed" not in dvc_params.reads("sweep", REPO, cfg)  # rows set it
     assert dvc_params.reads("report", REPO, cfg) == {"tracking.uri", "tracking.experiment",
-                                                     "tracking.retry_seconds", "report.out"}
+                                                     "tracking.retry_seconds",
+                                                     "tracking.credentials", "report.out"}
 
 
 def test_a_read_key_missing_from_the_params_file_is_refused():

@@ -9,6 +9,7 @@ Python has already started). Imports under ``if TYPE_CHECKING:`` never run and a
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,6 +48,19 @@ def _imports(tree: ast.AST):
             yield from walk(child, in_function or isinstance(
                 child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda))
     yield from walk(tree, False)
+
+
+LOCATION = re.compile(r"^((?:ripu|pipelines)(?:\.\w+)+):\w+$")
+
+
+def lazy_edges(root: Path, packages=PACKAGES) -> dict[str, set[str]]:
+    """``{module: modules it names as registry locations}`` (``"ripu.schedules:ITERATIONS"``,
+    :mod:`ripu.registry`): imported when first looked up, so code the module runs too."""
+    modules = module_files(root, packages)
+    return {name: {m.group(1) for node in ast.walk(ast.parse(path.read_text()))
+                   if isinstance(node, ast.Constant) and isinstance(node.value, str)
+                   and (m := LOCATION.match(node.value)) and m.group(1) in modules}
+            for name, path in modules.items()}
 
 
 def import_graph(root: Path, packages=PACKAGES):

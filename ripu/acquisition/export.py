@@ -23,11 +23,11 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from ripu.acquisition.state import LabelState
+from ripu.data.labels import IGNORE_INDEX
 from ripu.data.transforms import denormalize
 from ripu.errors import RipuError
 from ripu.io import atomic_path
 
-IGNORE = 255
 HIGHLIGHT = np.array([255, 214, 0], dtype=np.float32)  # labelled pixels blend towards this
 DARKEN = 0.3  # brightness kept outside the labelled pixels
 TILE = 256  # contact sheet thumbnail width
@@ -203,7 +203,7 @@ def export_round(state_path: str | os.PathLike, dataset: Sequence, out_dir: str 
         label = _label(dataset, index[image_id], mask.shape)
         stem = file_stem(image_id)
         path = out_dir / "masks" / f"{stem}.png"
-        _write_png(path, np.where(mask, label, IGNORE).astype(np.uint8))
+        _write_png(path, np.where(mask, label, IGNORE_INDEX).astype(np.uint8))
         written["masks"].append(path)
         if previews:
             path = out_dir / "overlays" / f"{stem}.png"

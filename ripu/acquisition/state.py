@@ -27,6 +27,11 @@ ROUND_FILE = re.compile(r"round_(\d+)\.npz")
 _KEYS = {"header", "ids", "shapes", "labelled", "blocked"}
 
 
+def round_path(masks_dir: str | os.PathLike, round_index: int) -> Path:
+    """Where the label state after round ``round_index`` lives: ``round_<r>.npz``."""
+    return Path(masks_dir) / f"round_{round_index}.npz"
+
+
 def _check_mask(mask: Any, name: str) -> np.ndarray:
     mask = np.asarray(mask)
     if mask.dtype != np.bool_ or mask.ndim != 2:

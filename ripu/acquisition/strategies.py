@@ -22,6 +22,7 @@ from ripu.acquisition.oracle import oracle_score
 from ripu.acquisition.scores import point_scores, region_scores
 from ripu.acquisition.select import select_points, select_regions
 from ripu.errors import RipuError
+from ripu.registry import Registry
 from ripu.seeding import seeded_generator
 
 Masks = tuple[torch.Tensor, torch.Tensor]
@@ -123,11 +124,7 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
 
 def get_strategy(name: str) -> Strategy:
     """The registered strategy ``name``; RipuError listing the valid names otherwise."""
-    try:
-        return STRATEGIES[name]
-    except (KeyError, TypeError):
-        raise RipuError(f"unknown acquisition strategy {name!r}, expected one of "
-                        f"{', '.join(sorted(STRATEGIES))}") from None
+    return Registry("acquisition strategy", STRATEGIES, error=RipuError)[name]
 
 
 def round_generator(seed: int, round_index: int, index: int | None = None) -> torch.Generator:

@@ -40,7 +40,7 @@ from ripu.annotate.round_labels import (
     save_round_labels,
 )
 from ripu.config import Config
-from ripu.errors import RipuError
+from ripu.errors import RipuError, Waiting
 from ripu.inference import predict
 from ripu.io import write_json
 
@@ -49,7 +49,7 @@ PUSH_BATCH = 20
 KEYS = ("ripu_trial", "ripu_round", "ripu_image", "ripu_selection")
 
 
-class AwaitingLabels(Exception):  # noqa: N818 (a state, not an error)
+class AwaitingLabels(Waiting):
     """Round ``round_index`` waits for people: ``waiting`` tasks of project ``title``."""
 
     def __init__(self, round_index: int, waiting: int, total: int, title: str, url: str):

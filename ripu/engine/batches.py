@@ -14,11 +14,11 @@ import numpy as np
 import torch
 
 from ripu.data import SegmentationDataset
+from ripu.data.labels import IGNORE_INDEX
 from ripu.data.sampling import SubEpochDraws, check_balance_rule, draw_class_balanced
 from ripu.errors import RipuError
 from ripu.seeding import seeded_generator
 
-IGNORE = 255
 ORDERS = ("random", "epochs")
 
 
@@ -139,7 +139,7 @@ class IterationBatches(torch.utils.data.Dataset):
                 if mask.ndim and mask.shape != image.shape[-2:]:  # 0-d: nothing labelled yet
                     mask = self.target.transform.label_to(mask, size)
                 mask = torch.from_numpy(np.ascontiguousarray(mask))
-                label = torch.where(mask, label, torch.full_like(label, IGNORE))
+                label = torch.where(mask, label, torch.full_like(label, IGNORE_INDEX))
             pseudo = self._at_size(None if pseudo_maps is None else pseudo_maps.get(item["id"]),
                                    image)
             if self.flip and bool(torch.rand(1, generator=g) < 0.5):
@@ -152,9 +152,9 @@ class IterationBatches(torch.utils.data.Dataset):
 
     def _at_size(self, lab: np.ndarray | None, image: torch.Tensor) -> torch.Tensor:
         """A uint8 (h, w) label map at ``image``'s size (resized as the target's labels), as
-        long; all IGNORE where ``lab`` is None (no map for this image)."""
+        long; all IGNORE_INDEX where ``lab`` is None (no map for this image)."""
         if lab is None:
-            return torch.full(image.shape[-2:], IGNORE, dtype=torch.long)
+            return torch.full(image.shape[-2:], IGNORE_INDEX, dtype=torch.long)
         if lab.shape != image.shape[-2:]:
             lab = self.target.transform.label_to(lab, (image.shape[-1], image.shape[-2]))
         return torch.from_numpy(np.ascontiguousarray(lab)).long()

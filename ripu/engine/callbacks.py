@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -12,13 +11,12 @@ from ripu.acquisition.state import LabelState
 from ripu.config import Config, dump_yaml, flatten
 from ripu.confusion_image import save_confusion_image
 from ripu.engine.trial_dir import RUN_ID_FILE, TrialDir
-from ripu.tracking import Tracker, check_uri, retry_for
-from ripu.trial import trial_tags
+from ripu.tracking import Tracker, check_tracking, retry_for
+from ripu.trial import miou_metrics, trial_tags
 
 if TYPE_CHECKING:  # annotations only
     from ripu.engine.evaluate import EvalResult
     from ripu.engine.trainer import Trainer
-    from ripu.selftrain.runner import PseudoLabelSet
 
 __all__ = ["RUN_ID_FILE", "Callback", "CallbackList", "TrackingCallback"]
 
@@ -29,8 +27,10 @@ class Callback:
     def on_start(self, trainer: Trainer) -> None: ...
     def on_log(self, trainer: Trainer, metrics: dict[str, float], step: int) -> None: ...
     def on_round(self, trainer: Trainer, round_index: int, path: Path) -> None: ...
-    def on_lse_round(self, trainer: Trainer, round_index: int,
-                     pseudo_set: PseudoLabelSet) -> None: ...
+    def on_record(self, trainer: Trainer, metrics: dict[str, float], step: int,
+                  texts: dict[str, str]) -> None:
+        """What a schedule or label source records at ``step`` (e.g. its round): metrics,
+        and text files by name."""
     def on_eval(self, trainer: Trainer, result: EvalResult, step: int) -> None: ...
     def on_before_checkpoint(self, trainer: Trainer, path: Path) -> None:
         """Called before the checkpoint at ``path`` is written."""
@@ -76,7 +76,7 @@ class TrackingCallback(Callback):
                   background: bool = True) -> TrackingCallback:
         """A run for the trial in ``out_dir``; a resumed trial continues its own run.
         ``background=False``: every write is done before its hook returns."""
-        check_uri(cfg.tracking.uri)
+        check_tracking(cfg.tracking)
         retry_for(cfg.tracking.retry_seconds)
         trial = TrialDir(out_dir)
         run_id = trial.run_id() if resume else None
@@ -123,32 +123,23 @@ class TrackingCallback(Callback):
             if path.name not in have and path.is_file():
                 self._log_round(trainer, path, LabelState.load(path))
 
-    def on_lse_round(self, trainer: Trainer, round_index: int,
-                     pseudo_set: PseudoLabelSet) -> None:
-        """Per LSE round (step = round): kept images, coverage, accuracy, tau per class."""
-        names = trainer.data["target"].class_names
-        metrics = {"lse/kept_images": len(pseudo_set.kept_images),
-                   "lse/patches": pseudo_set.num_patches, "lse/fraction": pseudo_set.fraction,
-                   "lse/coverage": pseudo_set.coverage, "lse/accuracy": pseudo_set.accuracy,
-                   "lse/iteration": trainer.iteration}
-        metrics.update({f"lse/tau/{name.replace(' ', '_')}": float(t)
-                        for name, t in zip(names, pseudo_set.tau.tolist(), strict=True)})
-        self.tracker.log_metrics(metrics, step=round_index)
-        diagnostics = {**pseudo_set.diagnostics(), "class_names": list(names),
-                       "iteration": trainer.iteration}
-        self.tracker.log_text(json.dumps(diagnostics, indent=2, sort_keys=True),
-                              f"lse/round_{round_index}.json")
+    def on_record(self, trainer: Trainer, metrics: dict[str, float], step: int,
+                  texts: dict[str, str]) -> None:
+        self.tracker.log_metrics(metrics, step=step)
+        for name, text in texts.items():
+            self.tracker.log_text(text, name)
 
     def on_eval(self, trainer: Trainer, result: EvalResult, step: int) -> None:
-        self.tracker.log_metrics({f"val/{k}": v for k, v in result.summary.items()
-                                  if k.startswith("miou") and isinstance(v, float)}, step)
+        self.tracker.log_metrics({f"val/{k}": v for k, v in miou_metrics(result.summary).items()},
+                                 step)
 
     def on_before_checkpoint(self, trainer: Trainer, path: Path) -> None:
         self.tracker.flush(files=False)
 
     def on_end(self, trainer: Trainer, results: dict[str, Any], result: EvalResult) -> None:
-        metrics = {f"final/{k}": v for k, v in results.items()
-                   if k.startswith("miou") or k in ("labelled_fraction", "seconds")}
+        metrics = {f"final/{k}": v for k, v in {**miou_metrics(results),
+                   "labelled_fraction": results["labelled_fraction"],
+                   "seconds": results["seconds"]}.items()}
         metrics.update({f"final/iou/{name.replace(' ', '_')}": v
                         for name, v in results["iou"].items()})
         for key, prefix in (("labelled_pixels", "labelled_px"), ("target_pixels", "target_px")):

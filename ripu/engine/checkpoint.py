@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from ripu.errors import RipuError
@@ -32,6 +31,16 @@ def read_checkpoint(path: str | Path, *, mmap: bool = False) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
 
 
+def open_checkpoint(path: str | Path, *, mmap: bool = False) -> Any:
+    """:func:`read_checkpoint`, or RipuError naming the file when it cannot be read (a
+    truncated or foreign file, or a pickle that would run code)."""
+    try:
+        return read_checkpoint(path, mmap=mmap)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
+        raise RipuError(f"{path}: unreadable checkpoint ({type(exc).__name__}), expected a "
+                        f"file written by ripu") from None
+
+
 def load_weights(model: torch.nn.Module, path: str | Path) -> None:
     """Load model weights from a checkpoint (``{"model": state_dict}`` or a bare state dict).
 
@@ -41,11 +50,7 @@ def load_weights(model: torch.nn.Module, path: str | Path) -> None:
     path = Path(path)
     if not path.is_file():
         raise RipuError(f"{path}: checkpoint not found, expected a .pt file")
-    try:
-        ckpt = read_checkpoint(path)
-    except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
-        raise RipuError(f"{path}: unreadable checkpoint ({type(exc).__name__}), expected a "
-                        f"file written by ripu") from None
+    ckpt = open_checkpoint(path)
     state = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict):
         raise RipuError(f"{path}: expected a checkpoint dict with a 'model' state dict")
@@ -70,8 +75,9 @@ class TrialCheckpoint:
     """What a trial needs to continue exactly where it stopped.
 
     ``model`` / ``optimizer``: state dicts. ``start_sha256``: the start's file hash (None:
-    the model as built, no file). ``pseudo``: hybrid pseudo-label maps
-    ``{image id: uint8 (H, W)}`` (None: none). ``torch_rng``: torch's global CPU RNG state.
+    the model as built, no file). ``labels``: the state of the trial's target-label source
+    (its ``state_dict``: tensors, in nested dicts). ``torch_rng``: torch's global CPU RNG
+    state.
     """
 
     model: dict[str, Any]
@@ -85,7 +91,7 @@ class TrialCheckpoint:
     start_sha256: str | None = None
     seconds: float = 0.0
     torch_rng: torch.Tensor | None = None
-    pseudo: dict[str, np.ndarray] | None = field(default=None, repr=False)
+    labels: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
 def save_trial_checkpoint(path: str | Path, ckpt: TrialCheckpoint) -> Path:
@@ -96,7 +102,7 @@ def save_trial_checkpoint(path: str | Path, ckpt: TrialCheckpoint) -> Path:
         "config_hash": ckpt.config_hash, "num_classes": ckpt.num_classes, "arch": ckpt.arch,
         "backbone": ckpt.backbone, "start_sha256": ckpt.start_sha256, "seconds": ckpt.seconds,
         "torch_rng": ckpt.torch_rng if ckpt.torch_rng is not None else torch.get_rng_state(),
-        "pseudo": {k: torch.from_numpy(v) for k, v in (ckpt.pseudo or {}).items()},
+        "labels": ckpt.labels,
     }
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
@@ -109,11 +115,9 @@ def load_trial_checkpoint(path: str | Path, config_hash: str, start: Start) -> T
     whose start's file has changed since (a rebuilt warm-up)."""
     path = Path(path)
     try:
-        raw = read_checkpoint(path)
-    except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
-        raise RipuError(f"--resume: unreadable checkpoint {path} ({type(exc).__name__}), "
-                        f"expected a file written by ripu; drop --resume to start "
-                        f"afresh") from None
+        raw = open_checkpoint(path)
+    except RipuError as exc:
+        raise RipuError(f"--resume: {exc}; drop --resume to start afresh") from None
     if not isinstance(raw, dict) or raw.get("config_hash") != config_hash:
         raise RipuError(f"--resume: {path.parent.parent} was started with another config "
                         f"(see its config.yaml); expected the same params, or drop --resume")
@@ -129,7 +133,8 @@ def load_trial_checkpoint(path: str | Path, config_hash: str, start: Start) -> T
         num_classes=raw.get("num_classes", 0), arch=raw.get("arch", ""),
         backbone=raw.get("backbone"), start_sha256=raw.get("start_sha256"),
         seconds=raw.get("seconds", 0.0), torch_rng=raw["torch_rng"],
-        pseudo={k: v.numpy() for k, v in raw["pseudo"].items()} or None)
+        labels=raw["labels"] if "labels" in raw else {"pseudo": raw.get("pseudo", {})})
+        # (version 1 files before label sources kept the hybrid's maps as "pseudo")
 
 
 def checkpoint_identity(path: str | Path) -> tuple[str, str | None] | None:

@@ -13,7 +13,7 @@ Selection rounds, LSE pseudo-labels and evaluations run on every rank: their inp
 the model replicas are identical, so every rank computes the same label state (no
 broadcast needed). Only rank 0 writes files (checkpoints, round files, results.json) and
 runs the trial's callbacks (MLflow); callbacks with ``all_ranks = True`` run on every rank
-(:class:`TrainReport` feeds Ray Train's reports, which are collective). Each rank's trainer
+(:class:`RayReport` feeds Ray Train's reports, which are collective). Each rank's trainer
 is given a :class:`~ripu.engine.parallel.DistContext`: it trains on its rank's slice of
 every batch through a DDP wrapper of its model and logs metrics averaged over ranks. The trial folder must be on storage every node
 sees (as for resumable sweeps): every rank reads the checkpoint when resuming.
@@ -38,6 +38,7 @@ from typing import Any
 import torch
 
 from ripu.config import Config, SweepConfig
+from ripu.credentials import Credentials
 from ripu.engine.callbacks import Callback, CallbackList, TrackingCallback
 from ripu.engine.parallel import DistContext
 from ripu.engine.trainer import Trainer, train_trial
@@ -45,7 +46,8 @@ from ripu.engine.trial_dir import TrialDir
 from ripu.errors import RipuError
 from ripu.kinds import get_kind
 from ripu.ray_cluster import start_ray
-from ripu.tracking import Tracker, check_uri
+from ripu.tracking import Tracker, check_tracking
+from ripu.trial import miou_metrics
 
 BACKENDS = ("gloo", "nccl")
 
@@ -70,41 +72,64 @@ def check_divisible(cfg: Config, world_size: int) -> None:
 # ----------------------------------------------------------------------------- callbacks
 
 
-class TrainReport(Callback):
-    """Hand logged and evaluation metrics to ``ray.train.report`` (relayed to Ray Tune by
-    ``TuneReportCallback``). Ray Train's reports are collective: runs on every rank."""
+class RayReport(Callback):
+    """Hand logged and evaluation metrics, each with ``iteration`` (the trainer's step, the
+    time attribute of ASHA), to Ray Tune: with ``ray.tune.report`` from a trial's own
+    process, or (``train``) with ``ray.train.report`` from every rank of a data-parallel
+    trial, whose reports are collective (``TuneReportCallback`` relays them to Tune)."""
 
-    all_ranks = True
+    def __init__(self, train: bool = False) -> None:
+        self.all_ranks = train
+
+    def _report(self, metrics: dict[str, float]) -> None:
+        if self.all_ranks:
+            import ray.train
+
+            ray.train.report(metrics)
+        else:
+            from ray import tune
+
+            tune.report(metrics)
 
     def on_log(self, trainer, metrics: dict[str, float], step: int) -> None:
-        import ray.train
-
-        ray.train.report({**metrics, "iteration": step})
+        self._report({**metrics, "iteration": step})
 
     def on_eval(self, trainer, result, step: int) -> None:
-        import ray.train
-
-        ray.train.report({**{f"val/{k}": float(v) for k, v in result.summary.items()
-                             if k.startswith("miou") and isinstance(v, float)},
-                          "iteration": step})
+        self._report({**{f"val/{k}": v for k, v in miou_metrics(result.summary).items()},
+                      "iteration": step})
 
 
 @dataclasses.dataclass(frozen=True)
 class _ReopenRun:
-    """A TrackingCallback shipped to rank 0 as (uri, run id): MLflow clients do not pickle."""
+    """A TrackingCallback shipped to rank 0 as (uri, run id): MLflow clients do not pickle.
+    ``credentials``: a Ray object reference to this process's tracking user, if any (only
+    the reference travels in Ray Train's config)."""
 
     uri: str
     run_id: str
+    credentials: Any = None
 
     def open(self) -> Callback:
+        if self.credentials is not None:
+            import ray
+
+            ray.get(self.credentials).apply()
         return TrackingCallback(Tracker(self.uri, "", run_id=self.run_id))
+
+
+def _shared_credentials() -> Any:
+    """This process's tracking user in Ray's object store (a reference), or None."""
+    import ray
+
+    found = Credentials.from_env()
+    return ray.put(found) if found is not None and ray.is_initialized() else None
 
 
 def _portable(callbacks: Sequence[Callback] | None) -> list[Any] | None:
     if callbacks is None:
         return None
-    return [_ReopenRun(cb.tracker.uri, cb.tracker.run_id) if isinstance(cb, TrackingCallback)
-            else cb for cb in callbacks]
+    return [_ReopenRun(cb.tracker.uri, cb.tracker.run_id, _shared_credentials())
+            if isinstance(cb, TrackingCallback) else cb for cb in callbacks]
 
 
 # ----------------------------------------------------------------------------- worker side
@@ -255,10 +280,10 @@ def run_trial_distributed(cfg: Config, out_dir: str | Path, *, init: str | Path 
     if init is not None and not Path(init).is_file():
         raise RipuError(f"--init: {init} not found, expected a checkpoint (.pt)")
     if callbacks is None:
-        check_uri(cfg.tracking.uri)
+        check_tracking(cfg.tracking)
     resources = dict(resources_per_worker or {"CPU": 1.0, **({"GPU": 1.0} if use_gpu else {})})
     out_dir = Path(out_dir).resolve()
-    all_ranks = [TrainReport()] if report_to_tune else []
+    all_ranks = [RayReport(train=True)] if report_to_tune else []
     config = {"cfg": cfg, "out_dir": str(out_dir), "init": str(init) if init else None,
               "resume": resume, "progress": progress, "use_gpu": use_gpu,
               "callbacks": None if callbacks is None and not all_ranks

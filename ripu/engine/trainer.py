@@ -1,10 +1,11 @@
 """One trial end to end: the training loop, selection rounds, exact resume.
 
 Trial kinds (``train.kind``, described in :mod:`ripu.kinds`) share one loop and differ in
-their loss terms (:mod:`ripu.engine.objective`), the batches they draw, where their target
-labels come from and their schedule: plain iterations, selection rounds at
-``active.round_at`` (docs/method.md section 2), or LSE rounds (:mod:`ripu.selftrain.train`).
-Checkpoint files live in :mod:`ripu.engine.checkpoint`, the folder layout in
+their loss terms (:mod:`ripu.engine.objective`), the batches they draw and two parts their
+kind composes (:mod:`ripu.parts`): a schedule (plain iterations, selection rounds at
+``active.round_at``, LSE rounds) and a target-label source (``trainer.labels``: what the
+batches are supervised with, owning its checkpoint state). The engine calls them and knows
+none by name. Checkpoint files live in :mod:`ripu.engine.checkpoint`, the folder layout in
 :mod:`ripu.engine.trial_dir`, data parallelism behind :class:`ripu.engine.parallel.DistContext`.
 """
 
@@ -17,13 +18,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ripu.acquisition import LabelState, get_strategy
-from ripu.annotate import AwaitingLabels, people_labels
+from ripu.acquisition import LabelState
 from ripu.config import Config
 from ripu.engine.batches import IterationBatches, TargetLabels, loader
 from ripu.engine.build import build_model_from, select_device
@@ -38,7 +37,7 @@ from ripu.engine.evaluate import EvalResult, evaluate
 from ripu.engine.objective import Objective
 from ripu.engine.optim import build_optimizer
 from ripu.engine.parallel import DistContext
-from ripu.engine.schedule import poly_lr, round_iterations, set_lr
+from ripu.engine.schedule import poly_lr, set_lr
 from ripu.engine.selection import run_round
 from ripu.engine.trial_data import (
     TrialData,
@@ -47,13 +46,12 @@ from ripu.engine.trial_data import (
     load_trial_data,
 )
 from ripu.engine.trial_dir import TrialDir
-from ripu.errors import TrainingDiverged
+from ripu.errors import TrainingDiverged, Waiting
 from ripu.kinds import get_kind
-from ripu.selftrain.runner import full_pseudo_labels
-from ripu.selftrain.train import train_lse
+from ripu.parts import label_source, run_schedule
 from ripu.starts import start_of
-from ripu.tracking import check_uri
-from ripu.trial import trial_config_hash
+from ripu.tracking import check_tracking
+from ripu.trial import miou_metrics, selection, trial_config_hash
 from ripu.warmups import model_signature
 
 
@@ -69,12 +67,10 @@ class Trainer:
                  progress: bool = True, callbacks: Sequence[Callback] = (),
                  data: TrialData | None = None, dist: DistContext | None = None) -> None:
         self.kind = get_kind(cfg.train.kind)
-        if self.kind.selects:
-            get_strategy(cfg.active.strategy)  # fail before any work
         self.cfg = cfg
         self.trial_dir = TrialDir(out_dir)
-        # where rounds' labels come from: people (server and token checked now) or the oracle
-        self.people = people_labels(cfg, self.trial_dir.masks_dir, self.trial_dir.root.name)
+        # where its target labels come from (a people server and token are checked now)
+        self.labels = label_source(self.kind, cfg, self.trial_dir)
         self.out_dir = self.trial_dir.root
         self.progress = progress
         self.callbacks = CallbackList(callbacks)
@@ -96,8 +92,6 @@ class Trainer:
         self.iteration = 0
         self.rounds_done = 0
         self.state = LabelState()
-        self.pseudo: dict[str, np.ndarray] | None = None
-        self.people_labels: dict[str, np.ndarray] | None = None
         self.seconds = 0.0
         self._train_model: torch.nn.Module | None = None
 
@@ -121,10 +115,7 @@ class Trainer:
 
     def target_labels(self) -> TargetLabels:
         """Target supervision for the current label state (None masks: all labelled)."""
-        if self.kind.labels_selected:
-            return TargetLabels(labelled=self.state.masks_for(self.data["target"].ids),
-                                pseudo=self.pseudo, labels=self.people_labels)
-        return TargetLabels(labelled=None)
+        return self.labels.target_labels(self)
 
     def batches(self, target: torch.utils.data.Dataset | None = None,
                 target_labels: TargetLabels | None = None, first: int = 0) -> IterationBatches:
@@ -148,7 +139,8 @@ class Trainer:
             model=self.model.state_dict(), optimizer=self.optimizer.state_dict(),
             iteration=self.iteration, rounds_done=self.rounds_done,
             config_hash=trial_config_hash(self.cfg), **model_signature(self.cfg),
-            start_sha256=self.start.sha256, seconds=self.seconds, torch_rng=torch.get_rng_state(), pseudo=self.pseudo)
+            start_sha256=self.start.sha256, seconds=self.seconds, torch_rng=torch.get_rng_state(),
+            labels=self.labels.state_dict())
         self.callbacks.on_before_checkpoint(self, path)
         save_trial_checkpoint(path, ckpt)
         self.callbacks.on_checkpoint(self, path)
@@ -163,7 +155,7 @@ class Trainer:
         self.iteration, self.rounds_done = ckpt.iteration, ckpt.rounds_done
         self.seconds = ckpt.seconds
         torch.set_rng_state(ckpt.torch_rng)
-        self.pseudo = ckpt.pseudo
+        self.labels.load_state_dict(ckpt.labels)
         if self.rounds_done and self.kind.selects:  # LSE rounds write no masks
             self.state = LabelState.load(self.trial_dir.round_file(self.rounds_done - 1))
 
@@ -246,29 +238,16 @@ class Trainer:
         path = self.trial_dir.round_file(round_index)
         if self.is_main:
             self.state.save(path)
-        if self.kind.adds_pseudo_labels:
-            self.pseudo = self._pseudo_labels_outside_selection(round_index)
+        self.labels.after_selection(self, round_index)
         self.rounds_done = round_index + 1
         self.callbacks.on_round(self, round_index, path)
         self.save_checkpoint()
         return path
 
     def receive_labels(self, round_index: int) -> None:
-        """Labels of rounds up to ``round_index`` from people (:mod:`ripu.annotate`); the
-        oracle's need no fetching. AwaitingLabels while people have not answered."""
-        if self.people is not None:
-            self.people_labels = self.people.receive(
-                round_index, target=self.data["target"], model=self.model, device=self.device)
-
-    def _pseudo_labels_outside_selection(self, round_index: int) -> dict[str, np.ndarray]:
-        """LSE pseudo-labels on the target pixels not selected (255 on selected ones)."""
-        lse = self.cfg.lse
-        maps = full_pseudo_labels(self.model, self.data["target"], round_index,
-                                  num_classes=self.cfg.data.num_classes, p_base=lse.p_base,
-                                  p_step=lse.p_step, rule=lse.rule, device=self.device,
-                                  batch_size=self.cfg.active.batch_size, progress=self.progress)
-        masks = self.state.masks_for(self.data["target"].ids)
-        return {k: np.where(masks[k], 255, v).astype(np.uint8) for k, v in maps.items()}
+        """The labels of rounds up to ``round_index`` (its label source's: people's are
+        fetched, the oracle's need none). Waiting while people have not answered."""
+        self.labels.receive(self, round_index)
 
     def evaluate(self, step: int | None = None) -> EvalResult:
         result = evaluate(self.model, self.data["val"], self.cfg.data.num_classes,
@@ -296,18 +275,15 @@ class Trainer:
     def finish(self) -> dict[str, Any]:
         """Final evaluation; write results.json; tell the callbacks."""
         result = self.evaluate()
-        a, selects = self.cfg.active, self.kind.selects
+        picked = selection(self.cfg)
         labelled_px, target_px = self.labelled_pixels()
         results = {
             "kind": self.cfg.train.kind, "seed": self.cfg.seed, "iterations": self.iteration,
             "resume_hash": trial_config_hash(self.cfg),
             "start": self.start.name, "start_sha256": self.start.sha256,
-            "strategy": a.strategy if selects else None,
-            "budget": a.budget if selects else 0.0,
+            "strategy": picked.strategy, "budget": picked.budget,
             "labelled_fraction": self.labelled_fraction(), "seconds": round(self.seconds, 3),
-            "miou": float(result.miou),
-            **{k: float(v) for k, v in result.summary.items()
-               if k.startswith("miou") and isinstance(v, float)},
+            "miou": float(result.miou), **miou_metrics(result.summary),
             "iou": {name: None if math.isnan(v) else float(v)  # None: class absent in val
                     for name, v in zip(self.data["val"].class_names, result.iou.tolist(),
                                        strict=True)},
@@ -334,7 +310,7 @@ def run_trial(cfg: Config, out_dir: str | Path, *, init: str | Path | None = Non
     # Validate everything (tracking store, datasets, model, init and resume checkpoints)
     # before the trial folder or the MLflow run is touched: bad input writes nothing.
     if callbacks is None:
-        check_uri(cfg.tracking.uri)
+        check_tracking(cfg.tracking)
     trainer = Trainer(cfg, trial.root, init=init, progress=progress, callbacks=callbacks or ())
     if resume and trial.checkpoint.is_file():
         trainer.load_checkpoint()  # refuses a checkpoint of another config
@@ -348,23 +324,13 @@ def run_trial(cfg: Config, out_dir: str | Path, *, init: str | Path | None = Non
 def train_trial(trainer: Trainer) -> dict[str, Any]:
     """The trial's schedule on a prepared trainer: training segments and selection rounds
     (or LSE rounds), a last checkpoint, the final evaluation; returns the results."""
-    cfg, kind = trainer.cfg, trainer.kind
     trainer.callbacks.on_start(trainer)
     try:
-        if kind.schedule == "lse_rounds":
-            train_lse(trainer)
-        else:
-            if kind.selects:
-                for r, at in enumerate(round_iterations(cfg.active.round_at, cfg.optim.iters)):
-                    if r >= trainer.rounds_done:
-                        trainer.train_until(at)
-                        trainer.select(r)
-                    trainer.receive_labels(r)
-            trainer.train_until(cfg.optim.iters)
-        if trainer.iteration % cfg.train.checkpoint_every:
+        run_schedule(trainer.kind, trainer)
+        if trainer.iteration % trainer.cfg.train.checkpoint_every:
             trainer.save_checkpoint()
         return trainer.finish()
-    except AwaitingLabels:
+    except Waiting:
         trainer.callbacks.on_wait(trainer)
         raise
     except BaseException:

@@ -19,8 +19,8 @@ from tqdm.auto import tqdm
 from ripu.anatomy import labelled_on_boundary
 from ripu.config import Config
 from ripu.data import SegmentationDataset, class_image_lists
+from ripu.data.build import build_datasets
 from ripu.data.labels import IGNORE_INDEX
-from ripu.engine.build import build_datasets
 from ripu.kinds import get_kind
 
 

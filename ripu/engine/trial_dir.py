@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ripu.acquisition.state import round_path
 from ripu.config import Config, dump_yaml, load_config
 from ripu.engine.checkpoint import checkpoint_identity
 from ripu.errors import RipuError
@@ -64,15 +65,12 @@ class TrialDir:
 
     def round_file(self, round_index: int) -> Path:
         """The label state after selection round ``round_index``."""
-        return self.masks_dir / f"round_{round_index}.npz"
+        return round_path(self.masks_dir, round_index)
 
-    @property
-    def lse_dir(self) -> Path:
-        return self.root / "lse"
-
-    def lse_round_file(self, round_index: int) -> Path:
-        """LSE round ``round_index``'s pseudo-label cache."""
-        return self.lse_dir / f"round_{round_index}.pt"
+    def round_cache(self, part: str, round_index: int) -> Path:
+        """Round ``round_index``'s cache of the trial part ``part`` (a schedule's or label
+        source's working file, e.g. LSE's pseudo-labels): ``<part>/round_<r>.pt``."""
+        return self.root / part / f"round_{round_index}.pt"
 
     # ------------------------------------------------------------------ state
 
@@ -122,23 +120,21 @@ class TrialDir:
 
     # ------------------------------------------------------------------ writes
 
-    def prepare(self, cfg: Config, resume: bool) -> bool:
-        """Create the folder and write ``config.yaml``; True when there is a checkpoint to
-        resume from. Without one (or without ``resume``) the files of an earlier attempt
+    def prepare(self, cfg: Config, resume: bool) -> None:
+        """Create the folder and write ``config.yaml``. Without a checkpoint to resume from
+        (or without ``resume``) the files of an earlier attempt
         (results, checkpoint, round files, LSE caches) are removed first, and its people's
         labels and task ledgers are moved to ``masks/earlier/<n>/``: a fresh attempt may
         select other pixels, so it pulls its rounds from Label Studio again (answers to the
         same selection come back; tasks of another are refused there)."""
         self.root.mkdir(parents=True, exist_ok=True)
-        resumable = resume and self.checkpoint.is_file()
-        if not resumable:
+        if not (resume and self.checkpoint.is_file()):
             for stale in [self.results_file, self.checkpoint,
                           *sorted(self.masks_dir.glob("round_*.npz")),
-                          *sorted(self.lse_dir.glob("round_*.pt"))]:
+                          *sorted(self.root.glob("*/round_*.pt"))]:
                 stale.unlink(missing_ok=True)
             self._set_aside_people_files()
         write_text(self.config_file, dump_yaml(cfg))
-        return resumable
 
     def _set_aside_people_files(self) -> None:
         """Move :data:`PEOPLE_FILES` of the masks folder into the next ``masks/earlier/<n>/``."""

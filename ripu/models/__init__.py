@@ -18,6 +18,7 @@ from ripu.models.deeplabv3plus import DeepLabV3Plus
 from ripu.models.fcn8s import FCN8s
 from ripu.models.small import SmallSegNet
 from ripu.names import ARCH_TRAITS
+from ripu.registry import Registry
 
 MODELS: dict[str, type[SegmentationModel]] = {
     "deeplabv2": DeepLabV2,
@@ -54,19 +55,18 @@ def build_model(
     initialised from ``seed`` without touching the global RNG. Raises RipuError for an
     unknown ``arch`` or ``backbone`` (listing the valid names) and for bad weights.
     """
-    if arch not in MODELS:
-        raise RipuError(f"unknown model arch {arch!r}; expected one of {sorted(MODELS)}")
+    model_class = Registry("model arch", MODELS, error=RipuError)[arch]
     if backbone not in RESNETS:
         raise RipuError(f"unknown backbone {backbone!r}; expected one of {sorted(RESNETS)}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         traits = ARCH_TRAITS[arch]
         if traits.resnet:
-            model = MODELS[arch](num_classes, backbone=backbone)
+            model = model_class(num_classes, backbone=backbone)
         elif traits.width:
-            model = MODELS[arch](num_classes, width=width)
+            model = model_class(num_classes, width=width)
         else:
-            model = MODELS[arch](num_classes)
+            model = model_class(num_classes)
     if pretrained is not None:
         load_pretrained(model, pretrained)
     if freeze_bn:

@@ -4,7 +4,6 @@ groups, the dilated torchvision ResNet backbone and loading of pretrained weight
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -276,32 +275,3 @@ def load_pretrained(model: SegmentationModel, path: str | os.PathLike) -> None:
                         "ResNet backbone to load it into")
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
     _load_checked(backbone, state, path, f"a torchvision {backbone.name} state dict")
-
-
-def time_train_step(
-    model: nn.Module, batch_size: int = 4, size: tuple[int, int] = (128, 256),
-    repeats: int = 20, warmup: int = 3, seed: int = 0,
-) -> float:
-    """Median seconds of one forward + backward pass (cross-entropy at the output
-    resolution) on a random ``(batch_size, 3, *size)`` batch in train mode. Gradients are
-    cleared and buffers (BatchNorm statistics) restored afterwards: the model is unchanged.
-    """
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(batch_size, 3, *size, generator=gen)
-    was_training = model.training
-    buffers = [(b, b.clone()) for b in model.buffers()]
-    model.train()
-    times = []
-    for i in range(warmup + repeats):
-        start = time.perf_counter()
-        out = model(x)
-        target = torch.randint(0, out.shape[1], (out.shape[0], *out.shape[2:]), generator=gen)
-        nn.functional.cross_entropy(out, target).backward()
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-    model.zero_grad(set_to_none=True)
-    with torch.no_grad():
-        for buffer, saved in buffers:
-            buffer.copy_(saved)
-    model.train(was_training)
-    return sorted(times)[len(times) // 2]

@@ -17,6 +17,7 @@ import pandas as pd
 from ripu.environment import LOCK_TAG
 from ripu.errors import RipuError
 from ripu.kinds import KINDS, get_kind
+from ripu.names import ARCH_TRAITS
 from ripu.report.names import budget_label, is_point_strategy, method_id, order_classes
 from ripu.tracking import read_artifact_text
 
@@ -109,7 +110,8 @@ def _number(run: Any, tag: str, default: str, cast: type) -> Any:
 
 def _network(params: dict[str, str]) -> str:
     arch = params.get("model.arch", "")
-    if arch.startswith("deeplab") and params.get("model.backbone"):
+    traits = ARCH_TRAITS.get(arch)
+    if traits is not None and traits.resnet and params.get("model.backbone"):
         return f"{arch}/{params['model.backbone']}"
     return arch
 

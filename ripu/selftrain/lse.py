@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ripu.data.labels import IGNORE_INDEX
 from ripu.errors import RipuError
 
 __all__ = [
@@ -265,7 +266,7 @@ def kept_union(kept: dict[int, list[int]]) -> list[int]:
 
 
 def pseudo_label(
-    pred: Tensor, norm_entropy: Tensor, tau: Tensor, ignore_index: int = 255
+    pred: Tensor, norm_entropy: Tensor, tau: Tensor, ignore_index: int = IGNORE_INDEX
 ) -> tuple[Tensor, Tensor]:
     """Pseudo-label of one image with dynamic class thresholds (docs/method.md section 3, step 3).
 
@@ -339,7 +340,7 @@ def scale_invariant_patches(
     scale: int = 2,
     *,
     generator: torch.Generator,
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_INDEX,
     mask_eps: float = 1e-6,
 ) -> list[Patch]:
     """Scale-invariant examples from one kept image (docs/method.md section 3, step 4).

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from ripu.data.labels import IGNORE_INDEX
 from ripu.errors import DatasetError
 from ripu.inference import predict
 from ripu.seeding import seeded_generator
@@ -36,8 +37,6 @@ from ripu.selftrain.lse import (
 )
 
 __all__ = ["PatchDataset", "PseudoLabelSet", "build_pseudo_labels", "full_pseudo_labels"]
-
-IGNORE_INDEX = 255
 
 
 @dataclass

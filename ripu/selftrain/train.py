@@ -1,7 +1,7 @@
 """The ``lse`` trial kind: rounds of LSE pseudo-labels, each followed by training on them.
 
 docs/method.md section 3. Each round's pseudo-label set is cached in the trial folder's
-``lse/round_<r>.pt`` (:meth:`ripu.engine.trial_dir.TrialDir.lse_round_file`) together with
+``lse/round_<r>.pt`` (:meth:`ripu.engine.trial_dir.TrialDir.round_cache`) together with
 the iteration at which the round started and how many iterations it trains, so a resumed
 trial reuses the labels of the model that built them instead of rebuilding them from a
 later model.
@@ -9,6 +9,7 @@ later model.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 CACHE_VERSION = 1
+PART = "lse"  # the trial folder's subfolder of round caches
 
 
 @dataclass(frozen=True)
@@ -120,7 +122,7 @@ def load_round(path: str | Path) -> LSERound:
 def _round_labels(trainer: Trainer, r: int) -> LSERound:
     """Round ``r``'s pseudo-labels: from the cache when resumed, else built and cached."""
     cfg, lse = trainer.cfg, trainer.cfg.lse
-    path, config_hash = trainer.trial_dir.lse_round_file(r), trial_config_hash(trainer.cfg)
+    path, config_hash = trainer.trial_dir.round_cache(PART, r), trial_config_hash(trainer.cfg)
     if path.is_file():
         rnd = load_round(path)
         if rnd.config_hash != config_hash or not rnd.start <= trainer.iteration <= rnd.end:
@@ -152,7 +154,7 @@ def train_lse(trainer: Trainer) -> None:
     the round's first iteration: ``lr(it) = optim.lr * (1 - (it - start_r) / n_r) **
     optim.poly_power``; ``optim.iters`` and ``optim.poly_iters`` are not used. Iterations
     are numbered globally across rounds. A round that keeps no image trains 0 iterations.
-    After training, the callbacks' ``on_lse_round`` hook runs, ``rounds_done`` becomes
+    After training, the callbacks' ``on_record`` hook gets the round's record, ``rounds_done`` becomes
     ``r + 1`` and a checkpoint is written, so a resumed trial continues exactly.
     """
     cfg = trainer.cfg
@@ -170,6 +172,33 @@ def train_lse(trainer: Trainer) -> None:
                 return poly_lr(cfg.optim.lr, it - start, n, cfg.optim.poly_power)
 
             trainer.train_until(rnd.end, batches, lr_at=lr_at, desc=f"LSE round {r}")
-        trainer.callbacks.on_lse_round(trainer, r, rnd.pseudo_set)
+        trainer.callbacks.on_record(trainer, *round_record(trainer, r, rnd.pseudo_set))
         trainer.rounds_done = r + 1
         trainer.save_checkpoint()
+
+
+def round_record(trainer: Trainer, r: int, pseudo_set: PseudoLabelSet
+                 ) -> tuple[dict[str, float], int, dict[str, str]]:
+    """What LSE round ``r`` records (step = round): kept images, coverage, accuracy, tau per
+    class, and its diagnostics as ``lse/round_<r>.json``."""
+    names = trainer.data["target"].class_names
+    metrics = {"lse/kept_images": len(pseudo_set.kept_images),
+               "lse/patches": pseudo_set.num_patches, "lse/fraction": pseudo_set.fraction,
+               "lse/coverage": pseudo_set.coverage, "lse/accuracy": pseudo_set.accuracy,
+               "lse/iteration": trainer.iteration}
+    metrics.update({f"lse/tau/{name.replace(' ', '_')}": float(t)
+                    for name, t in zip(names, pseudo_set.tau.tolist(), strict=True)})
+    diagnostics = {**pseudo_set.diagnostics(), "class_names": list(names),
+                   "iteration": trainer.iteration}
+    return metrics, r, {f"lse/round_{r}.json": json.dumps(diagnostics, indent=2,
+                                                          sort_keys=True)}
+
+
+class LSERounds:
+    """The LSE schedule (``lse_rounds`` in :data:`ripu.parts.SCHEDULES`)."""
+
+    def run(self, trainer: Trainer) -> None:
+        train_lse(trainer)
+
+
+LSE_ROUNDS = LSERounds()

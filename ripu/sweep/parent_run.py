@@ -18,9 +18,8 @@ from typing import Any
 from ripu.environment import environment_tags, pip_freeze
 from ripu.experiments import Experiment
 from ripu.io import write_text
-from ripu.ray_cluster import revision
 from ripu.tracking import Tracker, experiment_id, list_runs
-from ripu.trial import trial_config_hash
+from ripu.trial import revision, trial_config_hash
 
 PARENT_ID_FILE = "sweep_run_id.txt"
 FREEZE_ARTIFACT = "environment/pip-freeze.txt"  # the driver's installed packages

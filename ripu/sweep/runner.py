@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from ripu.config import Config
-from ripu.engine.build import build_datasets, select_device
+from ripu.credentials import Credentials, use_credentials
+from ripu.data.build import build_datasets
+from ripu.engine.build import select_device
 from ripu.engine.callbacks import Callback
 from ripu.engine.distributed import trial_resources
 from ripu.engine.trial_data import splits
@@ -108,7 +110,8 @@ def run_sweep(cfg: Config, experiment_file: str | Path, *, init: str | Path | No
         raise RipuError(f"--init: {init} not found, expected a checkpoint (.pt) such as the "
                         f"warm-up model")
     uri = absolute_uri(cfg.tracking.uri, Path.cwd())
-    check_uri(uri)
+    credentials = use_credentials(cfg.tracking, uri)  # the trials get them from the driver
+    check_uri(uri)  # a refused user stops here, before anything is written
     retry_for(cfg.tracking.retry_seconds)
     out_root = (Path(out_dir) / exp.name).resolve()
     inits = trial_inits(exp.trials, exp.name, init=init_path, folder=warmups)
@@ -129,7 +132,7 @@ def run_sweep(cfg: Config, experiment_file: str | Path, *, init: str | Path | No
           flush=True)
     try:
         results, failed = _run(cfg, exp, todo, out_root=out_root, inits=inits, starts=starts,
-                               uri=uri,
+                               uri=uri, credentials=credentials,
                                parent_id=parent.run_id, address=ray_address, storage=storage,
                                progress=progress, callbacks=callbacks)
         counts = {s: sum(r["status"] == s for r in results) for s in STATUSES}
@@ -149,8 +152,8 @@ def run_sweep(cfg: Config, experiment_file: str | Path, *, init: str | Path | No
 
 
 def _run(cfg: Config, exp: Experiment, todo: list[Trial], *, out_root: Path,
-         inits: dict[str, str | None], starts: dict[str, Start], uri: str, parent_id: str,
-         address: str | None, storage: str | Path | None,
+         inits: dict[str, str | None], starts: dict[str, Start], uri: str,
+         credentials: Credentials | None, parent_id: str, address: str | None, storage: str | Path | None,
          progress: bool, callbacks: Sequence[Callback]
          ) -> tuple[list[dict[str, Any]], list[str]]:
     """Run ``todo`` in a Ray session (none when empty); the collected results."""
@@ -162,7 +165,7 @@ def _run(cfg: Config, exp: Experiment, todo: list[Trial], *, out_root: Path,
     try:
         with services(cfg, uri, address, len(todo)) as server_uri:
             grid = fit(cfg, exp, todo, out_root=out_root, inits=inits, starts=starts,
-                       tracking_uri=server_uri,
+                       tracking_uri=server_uri, credentials=credentials,
                        parent_id=parent_id, storage=store,
                        done_before=len(exp.trials) - len(todo), progress=progress,
                        callbacks=callbacks)

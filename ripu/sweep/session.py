@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ripu.config import Config
+from ripu.credentials import Credentials
 from ripu.engine.callbacks import Callback
 from ripu.engine.distributed import trial_resources
 from ripu.errors import RipuError
@@ -115,10 +116,11 @@ def _scheduler(exp: Experiment, max_t: int):
 
 def fit(cfg: Config, exp: Experiment, todo: list[Trial], *, out_root: Path,
         inits: dict[str, str | None], starts: dict[str, Start], tracking_uri: str,
-        parent_id: str, storage: Path, done_before: int, progress: bool,
+        credentials: Credentials | None, parent_id: str, storage: Path, done_before: int, progress: bool,
         callbacks: Sequence[Callback]) -> Any:
     """Run ``todo`` with Ray Tune (a line per finished trial, see :mod:`ripu.sweep.progress`);
-    returns the ResultGrid. A KeyboardInterrupt propagates at once."""
+    returns the ResultGrid. A KeyboardInterrupt propagates at once. ``credentials`` reach
+    the trials through Ray's object store (``tune.with_parameters``), never their config."""
     from ray import tune
 
     os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
@@ -126,7 +128,7 @@ def fit(cfg: Config, exp: Experiment, todo: list[Trial], *, out_root: Path,
     trainable = tune.with_parameters(
         trial_main, trials={t.name: t for t in todo}, out_root=str(out_root), inits=inits,
         starts=starts,
-        tracking_uri=tracking_uri, parent_run_id=parent_id, experiment=exp.name,
+        tracking_uri=tracking_uri, credentials=credentials, parent_run_id=parent_id, experiment=exp.name,
         callbacks=list(callbacks))
     trainable = tune.with_resources(trainable, trial_resources(s))
     tuner = tune.Tuner(

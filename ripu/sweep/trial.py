@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from ripu.config import Config, apply_overrides
+from ripu.credentials import Credentials
 from ripu.engine.callbacks import Callback, TrackingCallback
-from ripu.engine.distributed import run_trial_distributed, sweep_scaling
+from ripu.engine.distributed import RayReport, run_trial_distributed, sweep_scaling
 from ripu.engine.trainer import run_trial
 from ripu.engine.trial_dir import TrialDir
 from ripu.errors import RipuError
@@ -23,24 +24,6 @@ from ripu.experiments import Trial
 from ripu.starts import Start, start_of
 from ripu.sweep.state import Plan, final_metrics, plan, same_start
 from ripu.tracking import get_run, retry_for
-
-
-class RayReport(Callback):
-    """Forward the trainer's logged and evaluation metrics to Ray Tune (schedulers read them).
-
-    Every report carries ``iteration`` (the trainer's step), the time attribute of ASHA.
-    """
-
-    def on_log(self, trainer, metrics: dict[str, float], step: int) -> None:
-        from ray import tune
-
-        tune.report({**metrics, "iteration": step})
-
-    def on_eval(self, trainer, result, step: int) -> None:
-        from ray import tune
-
-        tune.report({**{f"val/{k}": float(v) for k, v in result.summary.items()
-                        if k.startswith("miou") and isinstance(v, float)}, "iteration": step})
 
 
 def check_start(name: str, planned: Start, init: str | None, cfg: Config) -> None:
@@ -55,16 +38,19 @@ def check_start(name: str, planned: Start, init: str | None, cfg: Config) -> Non
 
 def trial_main(config: dict[str, Any], *, trials: dict[str, Trial], out_root: str,
                inits: dict[str, str | None], starts: dict[str, Start], tracking_uri: str,
-               parent_run_id: str, experiment: str,
+               parent_run_id: str, experiment: str, credentials: Credentials | None = None,
                callbacks: Sequence[Callback] = ()) -> None:
     """The Ray Tune function trainable: run, resume, commit or skip one trial.
 
-    ``starts`` are the trials' starts as the driver hashed them (:mod:`ripu.starts`).
+    ``starts`` are the trials' starts as the driver hashed them (:mod:`ripu.starts`);
+    ``credentials``, the driver's user of the tracking server (this process takes them on).
     ``callbacks`` run before the tracking callback, so they see each event before the
     trial's MLflow run is closed.
     """
     from ray import tune
 
+    if credentials is not None:  # on another node the environment has none
+        credentials.apply()
     trial = trials[config["trial"]]
     out, init, start = Path(out_root) / trial.name, inits[trial.name], starts[trial.name]
     folder = TrialDir(out)
@@ -84,8 +70,10 @@ def trial_main(config: dict[str, Any], *, trials: dict[str, Trial], out_root: st
     # folder that another config or start trained in gets a new run.
     same_run = (resume or folder.same_config(trial.cfg) or not folder.config_file.is_file()) \
         and same_start(run, start.sha256)
+    # the driver's server and user: a trial never reads a credentials file itself
+    where = {"tracking.uri": tracking_uri, "tracking.credentials": None}
     tracking = TrackingCallback.for_trial(
-        apply_overrides(trial.cfg, {"tracking.uri": tracking_uri}), out, resume=same_run,
+        apply_overrides(trial.cfg, where), out, resume=same_run,
         parent_run_id=parent_run_id, run_name=trial.name,
         extra_tags={"ripu.trial": trial.name, "ripu.experiment": experiment,
                     "ripu.init": init or "imagenet", **start.tags()})

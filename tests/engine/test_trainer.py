@@ -10,7 +10,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from ripu.acquisition import LabelState
-from ripu.engine.build import build_datasets
+from ripu.data.build import build_datasets
 from ripu.engine.callbacks import Callback
 from ripu.engine.trainer import Trainer, run_trial
 from ripu.errors import RipuError, TrainingDiverged

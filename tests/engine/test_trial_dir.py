@@ -29,7 +29,7 @@ def test_layout(tmp_path):
     assert t.checkpoint == t.root / "checkpoints" / "last.pt"
     assert t.results_file == t.root / "results.json"
     assert t.round_file(2) == t.root / "masks" / "round_2.npz"
-    assert t.lse_round_file(0) == t.root / "lse" / "round_0.pt"
+    assert t.round_cache("lse", 0) == t.root / "lse" / "round_0.pt"
     assert t.run_id_file.name == "mlflow_run_id.txt" and t.run_id() is None
     t.write_run_id("abc")
     assert t.run_id() == "abc"
@@ -39,16 +39,18 @@ def test_prepare_removes_an_earlier_attempt_unless_resuming(tmp_path):
     cfg = tiny_config(tmp_path, tmp_path)
     t = TrialDir(tmp_path / "t")
     stale = [t.results_file, t.checkpoint, t.round_file(0), t.round_file(1),
-             t.lse_round_file(0)]
+             t.round_cache("lse", 0)]
     for path in stale:
         _touch(path)
-    assert t.prepare(cfg, resume=True)  # a checkpoint: keep everything
+    t.prepare(cfg, resume=True)  # a checkpoint: keep everything
     assert all(p.exists() for p in stale) and t.same_config(cfg)
-    assert not t.prepare(cfg, resume=False)
+    t.prepare(cfg, resume=False)
     assert not any(p.exists() for p in stale) and t.config_file.is_file()
     other = tiny_config(tmp_path, tmp_path, **{"active.budget": 0.02})
     assert not t.same_config(other)
-    assert not t.prepare(cfg, resume=True)  # nothing to resume from
+    _touch(t.round_file(0))
+    t.prepare(cfg, resume=True)  # nothing to resume from: a fresh attempt
+    assert not t.round_file(0).exists()
 
 
 def test_a_fresh_attempt_sets_people_labels_aside_and_keeps_them(tmp_path):
@@ -62,16 +64,16 @@ def test_a_fresh_attempt_sets_people_labels_aside_and_keeps_them(tmp_path):
         _touch(path)
         path.write_text(text)
     _touch(t.checkpoint)
-    assert t.prepare(cfg, resume=True)
+    t.prepare(cfg, resume=True)
     assert all(p.read_text() == text for p, text in people.items())
-    assert not t.prepare(cfg, resume=False)
+    t.prepare(cfg, resume=False)
     assert not any(p.exists() for p in people)
     assert {p.name: p.read_text() for p in (t.masks_dir / "earlier" / "1").iterdir()} == \
         {p.name: text for p, text in people.items()}
     _touch(t.masks_dir / "tasks_0.json")
-    assert not t.prepare(cfg, resume=False)  # no checkpoint: a fresh attempt again
+    t.prepare(cfg, resume=False)  # no checkpoint: a fresh attempt again
     assert [p.name for p in (t.masks_dir / "earlier" / "2").iterdir()] == ["tasks_0.json"]
-    assert not t.prepare(cfg, resume=False)  # nothing to set aside: no empty folder
+    t.prepare(cfg, resume=False)  # nothing to set aside: no empty folder
     assert sorted(p.name for p in (t.masks_dir / "earlier").iterdir()) == ["1", "2"]
 
 

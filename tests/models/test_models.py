@@ -10,7 +10,6 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ripu.errors import RipuError
 from ripu.models import MODELS, build_model
-from ripu.models.common import time_train_step
 
 NUM_CLASSES = 5
 X_SHAPE = (1, 3, 33, 49)
@@ -189,16 +188,6 @@ def test_small_network_size_and_receptive_field():
     rows = (x.grad.abs().sum((0, 1, 3)) > 0).nonzero().flatten()
     assert int(cols.max() - cols.min()) >= 200  # sees most of the 256-pixel width
     assert int(rows.max() - rows.min()) >= 120
-
-
-def test_time_train_step_measures_without_changing_the_model():
-    model = build_model("small", NUM_CLASSES, freeze_bn=False).eval()
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    seconds = time_train_step(model, batch_size=2, size=(32, 64), repeats=3, warmup=1)
-    assert 0.0 < seconds < 10.0
-    assert not model.training
-    assert all(p.grad is None for p in model.parameters())
-    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
 
 
 def test_build_is_deterministic_per_seed_and_leaves_global_rng_alone():

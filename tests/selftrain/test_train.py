@@ -53,14 +53,14 @@ def make_cfg(root: Path, tmp: Path, kind: str = "lse", **sections: dict):
 
 
 class Capture(Callback):
-    """Keeps the trainer and the per-round pseudo-label sets."""
+    """Keeps the trainer and what each round recorded (metrics, text files)."""
 
     def __init__(self) -> None:
         self.trainer = None
-        self.rounds: dict[int, object] = {}
+        self.rounds: dict[int, tuple[dict, dict]] = {}
 
-    def on_lse_round(self, trainer, round_index, pseudo_set) -> None:
-        self.rounds[round_index] = pseudo_set
+    def on_record(self, trainer, metrics, step, texts) -> None:
+        self.rounds[step] = (metrics, texts)
 
     def on_end(self, trainer, results, result) -> None:
         self.trainer = trainer
@@ -113,7 +113,7 @@ def test_lse_trial_end_to_end(lse_run):
     assert 0.0 <= results["miou"] <= 1.0
     expected_start = 0
     for r in range(ROUNDS):
-        rnd = load_round(TrialDir(out).lse_round_file(r))
+        rnd = load_round(TrialDir(out).round_cache("lse", r))
         ps = rnd.pseudo_set
         assert ps.round_index == r and ps.fraction == pytest.approx(0.5 + 0.25 * r)
         assert len(ps.kept_images) >= 1  # the test below needs training in every round
@@ -121,12 +121,13 @@ def test_lse_trial_end_to_end(lse_run):
         assert rnd.iterations == math.ceil(len(ps.kept_images) * 1 * 2 / 2)
         assert ps.num_patches == 2 * len(ps.kept_images)
         assert ps.accuracy is not None and 0.0 <= ps.accuracy <= 1.0
-        assert capture.rounds[r].kept_images == ps.kept_images  # the hook saw this round
-        assert torch.equal(capture.rounds[r].tau, ps.tau)
-        seen = capture.rounds[r].patches  # the cache holds exactly what was trained on
-        assert sorted(seen) == sorted(ps.patches)
-        assert all(a.box == b.box and torch.equal(a.label, b.label)
-                   for k in seen for a, b in zip(seen[k], ps.patches[k], strict=True))
+        metrics, texts = capture.rounds[r]  # the hook saw this round's cached labels
+        assert metrics["lse/kept_images"] == len(ps.kept_images)
+        assert metrics["lse/patches"] == ps.num_patches
+        names = capture.trainer.data["target"].class_names
+        assert [metrics[f"lse/tau/{n.replace(' ', '_')}"] for n in names] == ps.tau.tolist()
+        assert json.loads(texts[f"lse/round_{r}.json"]) == json.loads(json.dumps(
+            {**ps.diagnostics(), "class_names": list(names), "iteration": rnd.end}))
         expected_start = rnd.end
     assert results["iterations"] == expected_start == capture.trainer.iteration
     assert capture.trainer.rounds_done == ROUNDS
@@ -138,7 +139,7 @@ def test_lse_trial_logs_rounds_to_mlflow(lse_run):
     cfg, out, _, _ = lse_run
     client = MlflowClient(cfg.tracking.uri)
     run_id = (out / "mlflow_run_id.txt").read_text().strip()
-    caches = [load_round(TrialDir(out).lse_round_file(r)) for r in range(ROUNDS)]
+    caches = [load_round(TrialDir(out).round_cache("lse", r)) for r in range(ROUNDS)]
 
     def history(key: str) -> list[tuple[int, float]]:
         return sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
@@ -169,7 +170,7 @@ def test_lse_trial_logs_rounds_to_mlflow(lse_run):
 def test_lse_resume_matches_uninterrupted_run(lse_run, tmp_path: Path):
     cfg, out, results, _ = lse_run
     trial = tmp_path / "trial"
-    first, second = (load_round(TrialDir(out).lse_round_file(r)) for r in range(2))
+    first, second = (load_round(TrialDir(out).round_cache("lse", r)) for r in range(2))
     every = cfg.train.checkpoint_every
     mid = (first.end // every + 1) * every  # the first periodic checkpoint inside round 1
     assert first.end < mid < second.end  # else the test data no longer exercises this
@@ -178,7 +179,7 @@ def test_lse_resume_matches_uninterrupted_run(lse_run, tmp_path: Path):
     assert not (trial / "results.json").exists()
     ckpt = torch.load(trial / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)
     assert (ckpt["iteration"], ckpt["rounds_done"]) == (mid, 1)  # resumes mid-round 1
-    cache_1 = TrialDir(trial).lse_round_file(1)
+    cache_1 = TrialDir(trial).round_cache("lse", 1)
     original = load_round(cache_1)
     # A cache that does not fit the checkpoint (another start iteration) is refused.
     save_round(cache_1, dataclasses.replace(original, start=original.start + 1000))
@@ -196,8 +197,8 @@ def test_lse_resume_matches_uninterrupted_run(lse_run, tmp_path: Path):
 def test_fresh_run_discards_stale_round_cache(lse_run, tmp_path: Path):
     cfg, out, _, _ = lse_run
     cfg = dataclasses.replace(cfg, lse=dataclasses.replace(cfg.lse, rounds=1))
-    stale = TrialDir(tmp_path / "trial").lse_round_file(0)
-    rnd = load_round(TrialDir(out).lse_round_file(0))
+    stale = TrialDir(tmp_path / "trial").round_cache("lse", 0)
+    rnd = load_round(TrialDir(out).round_cache("lse", 0))
     marked = dataclasses.replace(rnd.pseudo_set, kept_ids=["stale"])
     save_round(stale, dataclasses.replace(rnd, pseudo_set=marked, config_hash=trial_config_hash(cfg)))
     # --resume without a checkpoint starts afresh: the old folder's cache must not be reused.
@@ -206,7 +207,7 @@ def test_fresh_run_discards_stale_round_cache(lse_run, tmp_path: Path):
 
 
 def test_unreadable_cache_is_refused(tmp_path: Path):
-    bad = TrialDir(tmp_path).lse_round_file(0)
+    bad = TrialDir(tmp_path).round_cache("lse", 0)
     bad.parent.mkdir()
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(RipuError, match="unreadable LSE round cache"):
@@ -225,10 +226,11 @@ def test_hybrid_trial_pseudo_labels_skip_selected_pixels(data_root: Path, tmp_pa
     assert (tmp_path / "trial" / "masks" / "round_0.npz").is_file()
     ids = trainer.data["target"].ids
     masks = trainer.state.masks_for(ids)
-    assert sorted(trainer.pseudo) == sorted(ids)
+    pseudo_maps = trainer.labels.pseudo
+    assert sorted(pseudo_maps) == sorted(ids)
     selected = unselected_labelled = 0
     for image_id in ids:
-        pseudo, mask = trainer.pseudo[image_id], masks[image_id]
+        pseudo, mask = pseudo_maps[image_id], masks[image_id]
         assert pseudo.dtype == np.uint8 and pseudo.shape == mask.shape == (32, 64)
         assert (pseudo[mask] == 255).all()
         selected += int(mask.sum())
@@ -237,7 +239,8 @@ def test_hybrid_trial_pseudo_labels_skip_selected_pixels(data_root: Path, tmp_pa
     assert 0.0 < results["labelled_fraction"] <= 0.05 + 1e-9
     ckpt = torch.load(tmp_path / "trial" / "checkpoints" / "last.pt", map_location="cpu",
                       weights_only=True)
-    assert all(np.array_equal(ckpt["pseudo"][k].numpy(), trainer.pseudo[k]) for k in ids)
+    assert all(np.array_equal(ckpt["labels"]["pseudo"][k].numpy(), pseudo_maps[k])
+               for k in ids)
 
 
 def test_round_keeping_no_image_trains_nothing(data_root: Path, tmp_path: Path, caplog):
@@ -246,7 +249,7 @@ def test_round_keeping_no_image_trains_nothing(data_root: Path, tmp_path: Path, 
     capture = Capture()
     with caplog.at_level("WARNING", logger="ripu.selftrain.train"):
         results = run_trial(cfg, tmp_path / "trial", progress=False, callbacks=[capture])
-    rnd = load_round(TrialDir(tmp_path / "trial").lse_round_file(0))
+    rnd = load_round(TrialDir(tmp_path / "trial").round_cache("lse", 0))
     assert rnd.pseudo_set.kept_images == [] and rnd.iterations == 0
-    assert results["iterations"] == 0 and capture.rounds[0].num_patches == 0
+    assert results["iterations"] == 0 and capture.rounds[0][0]["lse/patches"] == 0
     assert "keeps no target image" in caplog.text

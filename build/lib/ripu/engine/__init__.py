@@ -1,1 +1,0 @@
-"""Training and evaluation engine: the training loop, the lr schedule and evaluation."""
