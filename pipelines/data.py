@@ -55,7 +55,8 @@ def run(root: Path, cfg: Config) -> None:
         s = cfg.synth
         index = generate(out, seed=s.seed, source_images=s.source_images,
                          target_train=s.target_train, target_val=s.target_val,
-                         height=s.height, width=s.width, progress=show_progress())
+                         height=s.height, width=s.width, target=s.target,
+                         progress=show_progress())
         print(f"data: synthetic benchmark in {out.relative_to(root)}: {index['counts']}")
     else:
         checked = [index_real(c) for c in experiment_data(root, cfg)]

@@ -27,6 +27,7 @@ from pipelines.common import (
     main,
     show_progress,
 )
+from ripu.anatomy import model_anatomy
 from ripu.config import Config, apply_overrides
 from ripu.data.build import build_datasets
 from ripu.engine.build import build_model_from, select_device
@@ -38,6 +39,7 @@ from ripu.engine.trial_dir import TrialDir
 from ripu.errors import ConfigError
 from ripu.experiments import Experiment
 from ripu.io import atomic_path, write_json
+from ripu.kinds import get_kind
 from ripu.starts import start_of
 from ripu.trial import miou_metrics
 from ripu.warmups import Warmup, model_signature, warmup_path
@@ -98,6 +100,29 @@ def imported(root: Path, experiment: str, warmup: Warmup, model: torch.nn.Module
     return {**miou_metrics(result.summary), "iterations": 0, "imported": path}
 
 
+def report(experiment: str, name: str, metrics: dict[str, Any]) -> None:
+    print(f"warmup {experiment}/{name}: {metrics['iterations']} iterations, val mIoU "
+          f"{100 * metrics['miou']:.2f} -> {warmup_path(WARMUPS, experiment, name)}")
+
+
+def anatomy(exp: Experiment, warmup: Warmup, state: dict[str, torch.Tensor]
+            ) -> dict[str, Any] | None:
+    """The error anatomy (:mod:`ripu.anatomy`) of the warm-up on the target training set, at
+    the size and with the upsampling of the first selecting row that starts from it (None
+    when no selecting row does)."""
+    rows = [t.cfg for t in exp.trials
+            if t.init == warmup.name and get_kind(t.cfg.train.kind).selects]
+    if not rows:
+        return None
+    cfg = rows[0]
+    device = select_device(cfg.train.device)
+    model = build_model_from(cfg, device)
+    model.load_state_dict(state)
+    target = build_datasets(cfg, augment=False, only=("target",))["target"]
+    return model_anatomy(model, target, device=device, batch_size=cfg.active.batch_size,
+                         two_step=cfg.active.upsample == "two_step")
+
+
 def check_files(exp: Experiment, files: dict[str, str]) -> None:
     """``sweep.warmup_files`` names declared warm-ups of existing files; ConfigError else."""
     for name, path in files.items():
@@ -120,15 +145,22 @@ def run(root: Path, cfg: Config) -> None:
     for warmup in needed(exp):
         if warmup.name in loaded:
             path = files[warmup.name]
-            metrics[warmup.name] = imported(root, exp.name, warmup, loaded.pop(warmup.name),
-                                            path)
+            model = loaded.pop(warmup.name)
+            metrics[warmup.name] = imported(root, exp.name, warmup, model, path)
+            found = anatomy(exp, warmup, model.state_dict())
             print(f"warmup {exp.name}/{warmup.name}: imported {path}, val mIoU "
                   f"{100 * metrics[warmup.name]['miou']:.2f}")
-            continue
-        metrics[warmup.name] = build(root, exp.name, warmup)
-        print(f"warmup {exp.name}/{warmup.name}: {metrics[warmup.name]['iterations']} "
-              f"iterations, val mIoU {100 * metrics[warmup.name]['miou']:.2f} -> "
-              f"{warmup_path(WARMUPS, exp.name, warmup.name)}")
+        else:
+            metrics[warmup.name] = build(root, exp.name, warmup)
+            report(exp.name, warmup.name, metrics[warmup.name])
+            found = anatomy(exp, warmup, torch.load(
+                warmup_path(root / WARMUPS, exp.name, warmup.name), weights_only=True)["model"])
+        if found is not None:
+            metrics[warmup.name]["anatomy"] = found
+            print(f"warmup {exp.name}/{warmup.name}: {100 * found['wrong_share']:.1f}% of the "
+                  f"target pixels wrong, {100 * found['pred_pure_share']:.1f}% of them in "
+                  f"prediction-pure 3x3 windows, {100 * found['gt_interior_share']:.1f}% in "
+                  f"ground-truth interiors")
     write_json(root / WARMUP_METRICS / exp.name / "warmups.json", metrics)
 
 

@@ -77,7 +77,8 @@ def cmd_data_synth(args: argparse.Namespace) -> int:
     out = Path(args.out or s.out)
     summary = generate(out, seed=s.seed, source_images=s.source_images,
                        target_train=s.target_train, target_val=s.target_val,
-                       height=s.height, width=s.width, progress=not args.quiet)
+                       height=s.height, width=s.width, target=s.target,
+                       progress=not args.quiet)
     print(f"wrote {out} ({summary.get('counts', summary)})")
     return 0
 

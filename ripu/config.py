@@ -97,6 +97,7 @@ class SynthConfig:
     target_val: PosInt = 60
     height: Annotated[Int, Field(ge=32)] = 128
     width: Annotated[Int, Field(ge=32)] = 256
+    target: Literal["v5", "v4"] = "v5"  # the target domain's version (README, benchmark)
 
 
 @section
@@ -177,6 +178,9 @@ class ActiveConfig:
         default_factory=lambda: [0.25, 0.30, 0.35, 0.40, 0.45])
     batch_size: PosInt = 4  # inference batch for selection
     select_size: Literal["train", "label"] = "train"  # score at data.target_size or label size
+    # logits to the selection size: network output -> input size -> label size, as the
+    # authors (core/active/build.py:113, :124), or directly (one bilinear step)
+    upsample: Literal["two_step", "one_step"] = "two_step"
 
     def __post_init__(self) -> None:
         if len(self.round_at) != self.rounds:

@@ -3,8 +3,11 @@
 :func:`predict` walks a dataset (or some of its positions) in order, stacks consecutive
 items whose image and output sizes agree into batches of at most ``batch_size``, runs the
 model once per batch in eval mode under ``no_grad`` and yields the logits upsampled
-(bilinear, ``align_corners=True``) to each item's label size. The model's training flags
-are restored afterwards.
+(bilinear, ``align_corners=True``) to each item's label size: in one step (evaluation, as the
+authors' ``test.py:41-42``), or in two, network output -> input size -> label size (selection,
+as the authors' ``core/models/classifier.py:31-32`` called with the input size at
+``core/active/build.py:113``, then ``build.py:124``). The model's training flags are restored
+afterwards.
 """
 
 from __future__ import annotations
@@ -56,10 +59,26 @@ def check_logits(logits: Any, n: int, num_classes: int | None = None) -> None:
                         f"{n} images, got {got}")
 
 
+def upsample(logits: Tensor, out_size: tuple[int, int], via: tuple[int, int] | None = None
+             ) -> Tensor:
+    """Bilinear (``align_corners=True``) upsampling of logits to ``out_size`` (H, W), first to
+    ``via`` (the input's size: the authors' two-step selection path) when given.
+
+    Shape:
+        logits ``(N, C, h, w)`` -> ``(N, C, H, W)`` float32
+    """
+    logits = logits.float()
+    for size in ((tuple(via), tuple(out_size)) if via is not None else (tuple(out_size),)):
+        logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=True)
+    return logits
+
+
 @torch.no_grad()
 def predict_logits(model: nn.Module, images: Tensor, out_size: tuple[int, int],
-                   flip: bool = False, num_classes: int | None = None) -> Tensor:
-    """Network logits upsampled (bilinear, ``align_corners=True``) to ``out_size`` (H, W).
+                   flip: bool = False, num_classes: int | None = None,
+                   two_step: bool = False) -> Tensor:
+    """Network logits upsampled (bilinear, ``align_corners=True``) to ``out_size`` (H, W);
+    with ``two_step`` first to the images' own size (:func:`upsample`).
 
     With ``flip``, the image and its horizontal mirror are both predicted, the mirror's
     softmax is flipped back and the two softmaxes are averaged; the result is returned as
@@ -73,8 +92,7 @@ def predict_logits(model: nn.Module, images: Tensor, out_size: tuple[int, int],
     def upsampled(x: Tensor) -> Tensor:
         logits = model(x)
         check_logits(logits, x.shape[0], num_classes)
-        return F.interpolate(logits.float(), size=tuple(out_size), mode="bilinear",
-                             align_corners=True)
+        return upsample(logits, out_size, tuple(x.shape[-2:]) if two_step else None)
 
     logits = upsampled(images)
     if not flip:
@@ -103,14 +121,16 @@ def predict(model: nn.Module, dataset: Sequence[dict[str, Any]],
             positions: Iterable[int] | None = None, *, device: str | torch.device = "cpu",
             batch_size: int = 1, flip: bool = False, num_classes: int | None = None,
             prepare: Callable[[Tensor], Tensor] | None = None, num_workers: int = 0,
-            progress: bool = False, desc: str = "predict") -> Iterator[Prediction]:
+            progress: bool = False, desc: str = "predict", two_step: bool = False
+            ) -> Iterator[Prediction]:
     """Predict ``dataset[p]`` for each position ``p`` (default: all), in order, in batches.
 
     Items are dicts ``{"image": float (3, H, W) normalised, "label": (H, W) | absent, ...}``.
     Consecutive items whose image shapes and output sizes (:func:`output_size`) agree share
     one forward pass of at most ``batch_size`` images; ``prepare`` maps the stacked images
     before the model (e.g. a resize); ``flip`` averages with the mirrored prediction
-    (:func:`predict_logits`). The model must already be on ``device``; it runs in eval mode
+    (:func:`predict_logits`); ``two_step`` upsamples through the input size first (the
+    authors' selection path). The model must already be on ``device``; it runs in eval mode
     under ``no_grad`` and gets its training flags back afterwards, also when the consumer
     stops early. ``num_workers > 0`` reads items in DataLoader worker processes.
     """
@@ -124,7 +144,7 @@ def predict(model: nn.Module, dataset: Sequence[dict[str, Any]],
         if prepare is not None:
             images = prepare(images)
         logits = predict_logits(model, images, output_size(pending[0][1]), flip=flip,
-                                num_classes=num_classes)
+                                num_classes=num_classes, two_step=two_step)
         return Prediction([p for p, _ in pending], [item for _, item in pending], logits)
 
     def key(item: dict[str, Any]) -> tuple:

@@ -47,5 +47,6 @@ STRATEGY_MODES: dict[str, str] = {
     "ripu_region": "region", "ripu_point": "point", "random_region": "region",
     "random_point": "point", "entropy_region": "region", "impurity_region": "region",
     "full_image": "image",
+    "oracle": "region",  # uses the ground truth: an upper bound, not a method
 }
 STRATEGIES: tuple[str, ...] = tuple(STRATEGY_MODES)

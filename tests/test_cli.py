@@ -48,7 +48,7 @@ def test_config_check_prints_resolved_config():
     (["-S", "active.budget=0"], "active.budget: 0.0 is out of range"),
     (["-S", "optim.iters=0"], "optim.iters: 0 is out of range"),
     (["-S", "active.nope=1"], "active.nope: unknown key"),
-    (["-S", "active.strategy=oracle"], "active.strategy: unknown strategy 'oracle'"),
+    (["-S", "active.strategy=magic"], "active.strategy: unknown strategy 'magic'"),
     (["--params", "missing.yaml"], "missing.yaml: params file not found"),
 ])
 def test_bad_input_exits_2_with_one_line(args, message):

@@ -176,7 +176,8 @@ def test_asha_needs_evaluations_while_training(tmp_path, base_cfg):
 
 
 @pytest.mark.parametrize("file, count, name", [
-    ("synthetic.yaml", 51, "synthetic"),
+    ("synthetic.yaml", 58, "synthetic"),
+    ("synthetic_v4.yaml", 61, "synthetic_v4"),
     ("gta5_to_cityscapes.yaml", 10, "gta5_to_cityscapes"),
     ("synthia_to_cityscapes.yaml", 10, "synthia_to_cityscapes"),
     ("search_asha.yaml", 8, "search_asha"),

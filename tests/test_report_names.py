@@ -48,17 +48,17 @@ def test_point_strategies_from_the_strategy_registry():
 def test_a_new_kind_needs_no_report_edit(monkeypatch):
     monkeypatch.setitem(KINDS, "relabel", TrialKind(
         "relabel", "relabelled", 6, ("tgt",), False, True, "selected", "selection_rounds"))
-    monkeypatch.setitem(KINDS, "oracle", TrialKind(
-        "oracle", "oracle", 7, ("tgt",), True, True, "all", "iterations", reference=True))
+    monkeypatch.setitem(KINDS, "teacher", TrialKind(
+        "teacher", "teacher", 7, ("tgt",), True, True, "all", "iterations", reference=True))
     assert method_id("relabel", "random_point") == "relabel/random_point"
     assert display_name("relabel/random_point") == "random points relabelled"
     assert budget_label("relabel", "random_point", 0.05, 40) == "40 px/image"
-    assert (method_id("oracle", "oracle"), display_name("oracle")) == ("oracle", "oracle")
-    assert budget_label("oracle", "oracle", 0.0, 0) == "100%" and uses_all_labels("oracle")
+    assert (method_id("teacher", "x"), display_name("teacher")) == ("teacher", "teacher")
+    assert budget_label("teacher", "x", 0.0, 0) == "100%" and uses_all_labels("teacher")
     # its curve and reference-line styles follow the kind order, after the existing kinds
     assert _styles(reference=False) == {"active": "-", "source_free": "--", "hybrid": "-.",
                                         "relabel": ":"}
-    assert list(_styles(reference=True)) == ["source_only", "lse", "supervised", "oracle"]
+    assert list(_styles(reference=True)) == ["source_only", "lse", "supervised", "teacher"]
 
 
 def test_the_paper_ranks_the_plain_selecting_kind():

@@ -11,7 +11,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from ripu.report import build_report
-from ripu.report.paired import COLUMNS, Pair, paired_frame, paired_t
+from ripu.report.paired import COLUMNS, PAIRS, Pair, paired_frame, paired_t
 from tests.test_report import log_trial
 
 pytestmark = pytest.mark.integration  # a real MLflow store (and, some, subprocesses)
@@ -137,3 +137,15 @@ def test_no_pairs_gives_header_and_a_sentence(tmp_path):
     assert (tmp_path / "out" / "paired.csv").read_text() == ",".join(COLUMNS) + "\n"
     assert ("No method and its baseline were run with the same seed, budget and network."
             in (tmp_path / "out" / "summary.md").read_text())
+
+
+def test_selection_headroom_line_pairs_the_oracle_with_random_regions():
+    results = pd.DataFrame({
+        "method": ["oracle"] * 2 + ["random_region"] * 2, "budget_label": ["2.2%"] * 4,
+        "network": ["small"] * 4, "seed": [0, 1, 0, 1], "miou": [0.45, 0.47, 0.42, 0.43]})
+    (row,) = paired_frame(results, (Pair("oracle", "random_region",
+                                         label="selection headroom"),)).to_dict("records")
+    assert row["comparison"] == ("selection headroom: oracle regions (uses the ground truth: "
+                                 "an upper bound, not a method) − random regions")
+    assert row["differences"] == "+3.00 +4.00" and row["mean_diff"] == 3.5
+    assert Pair("oracle", "random_region", label="selection headroom") in PAIRS

@@ -251,7 +251,7 @@ def test_paper_pipeline_declarations(name):
         assert stage["wdir"] == "../.."
         assert stage["cmd"] == f"python -m pipelines.{stage_kind} --params {pfile}"
         for dep in stage["deps"]:
-            assert (REPO / dep).exists() or dep.startswith(("data/", "models/", "runs/")), dep
+            assert (REPO / dep).exists() or dep.startswith(("data/", "models/", "runs/", "metrics/")), dep
         (entry,) = stage["params"]
         assert list(entry) == [pfile]
     assert params["tracking"]["experiment"] == name

@@ -1,7 +1,8 @@
 """One selection round over the target dataset (docs/method.md section 1, "Rounds", "Oracle").
 
 Batched inference (:func:`ripu.inference.predict`: logits upsampled bilinearly,
-``align_corners=True``, to each label's size), the strategy per image (or over the dataset for ``full_image``), and the new label
+``align_corners=True``, to each label's size, by default through the input size first as the
+authors do), the strategy per image (or over the dataset for ``full_image``), and the new label
 state with the round's stats. Selected pixels take their ground-truth label later (the
 trainer reads it); ignore pixels (255) inside a region count against the budget, since the
 masks include them.
@@ -55,13 +56,14 @@ def _image_masks(state: LabelState, image_id: str, shape: tuple[int, int]
 
 def _per_image_round(model: torch.nn.Module | None, dataset: Sequence, state: LabelState,
                      strategy: Strategy, budget: Budget, round_index: int, seed: int,
-                     device: torch.device, batch_size: int, bar: tqdm) -> int:
+                     device: torch.device, batch_size: int, bar: tqdm, two_step: bool) -> int:
     """Apply ``strategy`` to every image, updating ``state``; returns the units requested.
     Logits (C, H, W) at each label's size come from :func:`ripu.inference.predict` when the
     strategy needs them."""
     requested = 0
     seen: set[str] = set()
-    for position, item, image_logits in _with_logits(model, dataset, device, batch_size):
+    for position, item, image_logits in _with_logits(model, dataset, device, batch_size,
+                                                     two_step):
         image_id = str(item["id"])
         if image_id in seen:
             raise RipuError(f"dataset: image id {image_id!r} occurs twice; expected "
@@ -72,9 +74,10 @@ def _per_image_round(model: torch.nn.Module | None, dataset: Sequence, state: La
         n = units_for_round(budget, shape[0], shape[1], round_index,
                             input_area=int(item["image"].shape[-2] * item["image"].shape[-1]))
         generator = round_generator(seed, round_index, int(item.get("index", position)))
+        label = item["label"].to(device) if strategy.uses_ground_truth else None
         selected, new_blocked = strategy(
             image_logits, torch.from_numpy(blocked).to(device), n, budget.radius,
-            generator)
+            generator, label)
         state.set_masks(image_id, labelled | selected.cpu().numpy(),
                         new_blocked.cpu().numpy())
         requested += n
@@ -83,13 +86,15 @@ def _per_image_round(model: torch.nn.Module | None, dataset: Sequence, state: La
 
 
 def _with_logits(model: torch.nn.Module | None, dataset: Sequence, device: torch.device,
-                 batch_size: int) -> Iterator[tuple[int, dict[str, Any], torch.Tensor | None]]:
+                 batch_size: int, two_step: bool
+                 ) -> Iterator[tuple[int, dict[str, Any], torch.Tensor | None]]:
     """``(position, item, logits (C, H, W) | None)`` per image, in dataset order."""
     if model is None:
         for position in range(len(dataset)):
             yield position, dataset[position], None
         return
-    for batch in predict(model, dataset, device=device, batch_size=batch_size):
+    for batch in predict(model, dataset, device=device, batch_size=batch_size,
+                         two_step=two_step):
         yield from zip(batch.positions, batch.items, batch.logits, strict=True)
 
 
@@ -128,13 +133,15 @@ def _full_image_round(dataset: Sequence, state: LabelState, budget: Budget, roun
 def select_round(model: torch.nn.Module | None, dataset: Sequence, state: LabelState,
                  strategy: str, budget: Budget, round_index: int, *, seed: int,
                  device: torch.device | str = "cpu", batch_size: int = 4,
-                 progress: bool = True) -> LabelState:
+                 progress: bool = True, upsample: str = "two_step") -> LabelState:
     """Run selection round ``round_index`` and return the new label state.
 
     ``dataset[i]`` is a dict ``{"image": (3, H, W) float normalised, "label": (H, W) int64,
     "id": str, "index": int}``; ``model(x)`` returns logits (N, C, h, w) (any output stride).
     The model runs in eval mode under ``no_grad`` and its mode is restored afterwards; it is
-    not called for strategies that need no logits. Random draws come from a generator seeded
+    not called for strategies that need no logits. ``upsample``: ``two_step`` brings the
+    logits to the label size through the input size (the authors'), ``one_step`` directly
+    (:func:`ripu.inference.upsample`). Random draws come from a generator seeded
     by ``(seed, round_index, image index)``, so results do not depend on batching. The input
     ``state`` is not modified.
     """
@@ -142,6 +149,8 @@ def select_round(model: torch.nn.Module | None, dataset: Sequence, state: LabelS
     _check(state, chosen, budget, round_index, dataset, batch_size)
     if chosen.needs_logits and model is None:
         raise RipuError(f"strategy {strategy!r} needs a model for its logits, got None")
+    if upsample not in ("two_step", "one_step"):
+        raise RipuError(f"upsample: expected two_step or one_step, got {upsample!r}")
     device = torch.device(device)
     new = state.copy()
     before = sum(new.labelled_count(i) for i in new.ids)
@@ -152,7 +161,8 @@ def select_round(model: torch.nn.Module | None, dataset: Sequence, state: LabelS
             units = _full_image_round(dataset, new, budget, round_index, seed, bar)
         else:
             units = _per_image_round(model if chosen.needs_logits else None, dataset, new,
-                                     chosen, budget, round_index, seed, device, batch_size, bar)
+                                     chosen, budget, round_index, seed, device, batch_size, bar,
+                                     upsample == "two_step")
     finally:
         bar.close()
     labelled, total = new.labelled_pixels(), new.total_pixels()

@@ -133,6 +133,17 @@ def window_min(x: torch.Tensor, radius: int) -> torch.Tensor:
     return _separable(x, radius, lambda acc, shifted: torch.minimum(acc, shifted, out=acc))
 
 
+def pure_windows(labels: torch.Tensor, radius: int = 1) -> torch.Tensor:
+    """True where the clipped (2k+1)^2 window holds a single value (any value, 255 too).
+
+    Shape:
+        labels: (H, W) integer; returns (H, W) bool
+    """
+    check_radius(radius)
+    labels = labels.to(torch.int32)
+    return window_max(labels, radius) == window_min(labels, radius)
+
+
 def _sum_classes(x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """Sum over dim 0 in class order (a fixed order: bit-reproducible). (C, ...) -> (...)."""
     out = x[0].clone() if out is None else out.copy_(x[0])

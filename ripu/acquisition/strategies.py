@@ -5,7 +5,9 @@ A per-image strategy has the signature
 and runs the shared greedy machinery of ``select.py`` on its own score map, so blocking and
 non-overlap rules are the same for every strategy (docs/method.md section 1, baselines). Random
 strategies draw their score from ``generator`` and need no logits (the runner then skips
-inference). ``full_image`` is dataset-level: see :func:`select_full_images`.
+inference). ``full_image`` is dataset-level: see :func:`select_full_images`. A strategy that
+uses the ground truth (``oracle``: an upper bound, not a method) also takes the image's label
+``(H, W)`` as a last argument.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ripu.acquisition.oracle import oracle_score
 from ripu.acquisition.scores import point_scores, region_scores
 from ripu.acquisition.select import select_points, select_regions
 from ripu.errors import RipuError
@@ -34,6 +37,7 @@ class Strategy:
     """A registered strategy: its mode, whether it needs logits, and its function.
 
     ``fn`` is the per-image function (None for the dataset-level ``full_image``).
+    ``uses_ground_truth``: it reads the image's label (an upper bound, not a method).
     """
 
     name: str
@@ -41,15 +45,20 @@ class Strategy:
     needs_logits: bool
     fn: PerImage | None
     description: str
+    uses_ground_truth: bool = False
 
     def __call__(self, logits: torch.Tensor | None, blocked: torch.Tensor, n: int, radius: int,
-                 generator: torch.Generator) -> Masks:
+                 generator: torch.Generator, label: torch.Tensor | None = None) -> Masks:
         if self.fn is None:
             raise RipuError(f"strategy {self.name!r} is dataset-level, not per image: "
                             f"use select_full_images")
         if self.needs_logits and logits is None:
             raise RipuError(f"strategy {self.name!r} needs logits, got None")
-        return self.fn(logits, blocked, n, radius, generator)
+        if not self.uses_ground_truth:
+            return self.fn(logits, blocked, n, radius, generator)
+        if label is None:
+            raise RipuError(f"strategy {self.name!r} uses the ground truth, got no label")
+        return self.fn(logits, blocked, n, radius, generator, label)
 
 
 def random_score(blocked: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -94,6 +103,12 @@ def random_point(logits, blocked, n, radius, generator) -> Masks:
     return select_points(random_score(blocked, generator), n, radius, blocked)
 
 
+def oracle(logits, blocked, n, radius, generator, label) -> Masks:
+    """Uses the ground truth: an upper bound, not a method. Regions inside one ground-truth
+    class, most wrongly predicted pixels first (ties at random), RA's rules and budget."""
+    return select_regions(oracle_score(logits, label, radius, generator), n, radius, blocked)
+
+
 STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
     Strategy("ripu_region", "region", True, ripu_region, ripu_region.__doc__),
     Strategy("ripu_point", "point", True, ripu_point, ripu_point.__doc__),
@@ -103,6 +118,7 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
     Strategy("impurity_region", "region", True, impurity_region, impurity_region.__doc__),
     Strategy("full_image", "image", False, None,
              "Whole images at random (seeded) up to the same pixel budget."),
+    Strategy("oracle", "region", True, oracle, oracle.__doc__, uses_ground_truth=True),
 )}
 
 

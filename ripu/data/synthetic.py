@@ -32,7 +32,7 @@ from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
 from ripu.data.labels import CITYSCAPES_TO_TRAIN, CLASSES_19
-from ripu.data.synthetic_scene import STYLES, render
+from ripu.data.synthetic_scene import BENCHMARKS, render
 from ripu.errors import RipuError
 from ripu.io import write_json
 
@@ -72,14 +72,17 @@ def image_rng(seed: int, domain: str, split: str, index: int) -> np.random.Gener
 
 
 def render_image(
-    seed: int, domain: str, split: str, index: int, height: int, width: int
+    seed: int, domain: str, split: str, index: int, height: int, width: int,
+    target: str = "v5",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One image and its label, exactly as ``generate`` writes them.
+    """One image and its label, exactly as ``generate`` writes them; ``target`` names the
+    benchmark version (``BENCHMARKS``: v5, or v4 with its per-class target palette).
 
     Shape:
         returns image (height, width, 3) uint8 RGB, label (height, width) uint8 label ids
     """
-    return render(image_rng(seed, domain, split, index), STYLES[domain], height, width)
+    style = BENCHMARKS[target][domain != "source"]
+    return render(image_rng(seed, domain, split, index), style, height, width)
 
 
 def source_paths(root: Path, index: int) -> tuple[Path, Path]:
@@ -108,7 +111,7 @@ def _write_png(path: Path, array: np.ndarray) -> None:
 
 
 def _check_args(
-    out_dir: Path, seed: int, counts: dict[str, int], height: int, width: int
+    out_dir: Path, seed: int, counts: dict[str, int], height: int, width: int, target: str
 ) -> None:
     def is_int(value: Any) -> bool:
         return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
@@ -121,6 +124,9 @@ def _check_args(
     for name, value in (("height", height), ("width", width)):
         if not is_int(value) or value < MIN_SIDE:
             raise RipuError(f"synthetic: {name} must be an integer >= {MIN_SIDE}, got {value!r}")
+    if target not in BENCHMARKS:
+        raise RipuError(f"synthetic: target must be one of {', '.join(BENCHMARKS)}, got "
+                        f"{target!r}")
     if out_dir.exists() and not out_dir.is_dir():
         raise RipuError(f"synthetic: output {out_dir} exists and is not a directory")
 
@@ -154,6 +160,7 @@ def generate(
     target_val: int = 60,
     height: int = 128,
     width: int = 256,
+    target: str = "v5",
     progress: bool = True,
 ) -> dict[str, Any]:
     """Generate the benchmark into ``out_dir`` and return its index (also index.json).
@@ -165,12 +172,12 @@ def generate(
     out_dir = Path(out_dir)
     counts = {"source_images": source_images, "target_train": target_train,
               "target_val": target_val}
-    _check_args(out_dir, seed, counts, height, width)
+    _check_args(out_dir, seed, counts, height, width, target)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
         tmp.chmod(0o755)  # mkdtemp makes it private; the dataset is not
-        index = _write_all(tmp, seed, counts, height, width, progress)
+        index = _write_all(tmp, seed, counts, height, width, target, progress)
         _replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -179,7 +186,8 @@ def generate(
 
 
 def _write_all(
-    root: Path, seed: int, counts: dict[str, int], height: int, width: int, progress: bool
+    root: Path, seed: int, counts: dict[str, int], height: int, width: int, target: str,
+    progress: bool,
 ) -> dict[str, Any]:
     hists = {key: np.zeros(256, np.int64) for key in ("source", "target_train", "target_val")}
     samples: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {"source": [], "target": []}
@@ -187,7 +195,7 @@ def _write_all(
     for domain, split, index, image_path, label_path in tqdm(
         _jobs(root, counts), total=total, disable=not progress, desc="synthetic", unit="img"
     ):
-        image, label = render_image(seed, domain, split, index, height, width)
+        image, label = render_image(seed, domain, split, index, height, width, target)
         _write_png(image_path, image)
         _write_png(label_path, label)
         key = "source" if domain == "source" else f"target_{split}"
@@ -198,6 +206,7 @@ def _write_all(
     index = {
         "format": FORMAT,
         "seed": int(seed),
+        "target": target,
         "height": int(height),
         "width": int(width),
         "counts": {"source": int(counts["source_images"]),

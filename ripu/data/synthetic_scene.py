@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -89,6 +89,21 @@ TARGET_MATERIALS: dict[str, tuple[Colour, ...]] = {
 
 
 @dataclass(frozen=True)
+class Condition:
+    """A scene's light and weather (version 5 target): drawn once per image with weight
+    ``weight``; applied to the whole frame before the sensor (global, not per class)."""
+
+    name: str
+    weight: float
+    gain: Range  # overall exposure
+    tint: Colour  # per-channel gain (light colour)
+    saturation: float  # 1 keeps, 0 greys
+    haze: Range  # fog density per metre: a pixel at distance z keeps exp(-haze z) of itself
+    haze_colour: Colour = (200.0, 202.0, 206.0)
+    contrast: float = 1.0  # around mid-grey
+
+
+@dataclass(frozen=True)
 class DomainStyle:
     """Look and statistics of one domain. Ranges are (low, high) of a uniform draw;
     rates are Poisson means per image; probabilities are per image or per slot."""
@@ -135,6 +150,7 @@ class DomainStyle:
     thin: float = 1.0  # width of thin structures (poles, lights, signs, two-wheeler frames)
     build: float = 1.0  # width of people (pedestrians and riders)
     crossing: float = 0.15  # P(a pedestrian is on the road rather than a sidewalk)
+    conditions: tuple[Condition, ...] = ()  # per-scene light and weather (none: as rendered)
 
 
 SOURCE = DomainStyle(
@@ -149,7 +165,9 @@ SOURCE = DomainStyle(
     reach=0.5, thin=3.0, build=1.3, crossing=0.3,
 )
 
-TARGET = DomainStyle(
+# Version 4 target (issue 18): another palette and brightness per class, a swap of each
+# class's colour that makes whole objects confidently wrong.
+TARGET_V4 = DomainStyle(
     name="target", materials={**SHARED_MATERIALS, **TARGET_MATERIALS}, saturation=0.85,
     tint=(0.95, 0.97, 1.04), colour_jitter=12.0, horizon=(0.36, 0.42), focal=(1.37, 1.61),
     camera_height=1.4, building_height=(9.0, 28.0), sidewalk=(2.4, 5.0),
@@ -162,7 +180,49 @@ TARGET = DomainStyle(
     gamma=(0.9, 1.1), reach=0.5, thin=3.0, build=1.3, crossing=0.3,
 )
 
-STYLES: dict[str, DomainStyle] = {"source": SOURCE, "target": TARGET}
+# Version 5 target: the source's materials (no per-class colour change); the shift is the
+# camera (height, horizon, focal length), the class frequencies, texture, sensor noise and
+# blur, and each scene's light and weather (CONDITIONS_V5), all global or per scene.
+CONDITIONS_V5: tuple[Condition, ...] = (
+    Condition("day", 0.4, gain=(0.95, 1.1), tint=(1.0, 1.0, 1.0), saturation=0.9,
+              haze=(0.0, 0.0)),
+    Condition("overcast", 0.25, gain=(0.8, 0.95), tint=(0.97, 0.99, 1.05), saturation=0.7,
+              haze=(0.002, 0.006), contrast=0.85),
+    Condition("dusk", 0.2, gain=(0.55, 0.7), tint=(1.12, 0.95, 0.8), saturation=0.85,
+              haze=(0.0, 0.003), contrast=0.9),
+    Condition("fog", 0.15, gain=(0.9, 1.0), tint=(1.0, 1.0, 1.0), saturation=0.7,
+              haze=(0.006, 0.015)),
+)
+
+TARGET = DomainStyle(
+    name="target", materials={**SHARED_MATERIALS, **SOURCE_MATERIALS}, saturation=1.0,
+    tint=(1.0, 1.0, 1.0), colour_jitter=14.0, horizon=(0.36, 0.42), focal=(1.37, 1.61),
+    camera_height=1.4, building_height=(9.0, 28.0), sidewalk=(2.4, 5.0),
+    side_kinds=(0.62, 0.30, 0.08),
+    end_wall=0.55, terrain_setback=0.4, parking_setback=0.15, tree_slot=0.5, wall=0.25,
+    fence=0.2, parked_car=0.4, moving_vehicles=1.6, truck_share=0.15, bus_share=0.15,
+    train=0.25, persons=4.0, riders=1.5, bicycles=1.2, motorcycles=1.0,
+    pole_spacing=(9.0, 18.0), light=0.6, sign=0.6, clutter=1.2, ego=0.85, captured=True,
+    texture=0.5, blur=(0.5, 1.0), noise=(1.5, 4.5), vignette=(0.15, 0.35), light_field=0.15,
+    gamma=(0.9, 1.1), reach=0.5, thin=3.0, build=1.3, crossing=0.3, conditions=CONDITIONS_V5,
+)
+
+# Version 5 source: version 4's plus the rendered light of a game (GTA5 renders times of day
+# and weather too): day, overcast and low sun, no fog, no sensor.
+SOURCE_CONDITIONS_V5: tuple[Condition, ...] = (
+    Condition("day", 0.6, gain=(1.0, 1.1), tint=(1.0, 1.0, 1.0), saturation=1.0,
+              haze=(0.0, 0.0)),
+    Condition("overcast", 0.2, gain=(0.85, 0.95), tint=(0.98, 1.0, 1.04), saturation=0.75,
+              haze=(0.0, 0.002), contrast=0.9),
+    Condition("low_sun", 0.2, gain=(0.6, 0.75), tint=(1.15, 0.95, 0.8), saturation=0.9,
+              haze=(0.0, 0.0)),
+)
+SOURCE_V5 = replace(SOURCE, conditions=SOURCE_CONDITIONS_V5)
+
+STYLES: dict[str, DomainStyle] = {"source": SOURCE_V5, "target": TARGET}
+# The (source, target) styles of each benchmark version (``synth.target``).
+BENCHMARKS: dict[str, tuple[DomainStyle, DomainStyle]] = {
+    "v5": (SOURCE_V5, TARGET), "v4": (SOURCE, TARGET_V4)}
 
 
 # ----------------------------------------------------------------------------------------
@@ -927,8 +987,50 @@ for _label, _amp in ((VEGETATION, 26.0), (TERRAIN, 16.0), (ROAD, 9.0), (SIDEWALK
     TEXTURE[_label] = _amp
 
 
-def capture(canvas: Canvas, rng: np.random.Generator, style: DomainStyle) -> np.ndarray:
-    """The camera model: texture, uneven light, blur, vignetting, gamma, sensor noise.
+def ground_distance(cam: Camera, max_z: float = 80.0) -> np.ndarray:
+    """Distance (m) of the ground seen at each row, ``max_z`` at and above the horizon: the
+    depth that fog acts on (objects standing on the ground share their base's haze roughly).
+
+    Shape:
+        returns (H, 1) float32
+    """
+    below = np.arange(cam.h, dtype=np.float32)[:, None] + 0.5 - cam.hy
+    with np.errstate(divide="ignore"):
+        z = np.where(below > 0, cam.f * cam.height / np.maximum(below, 1e-6), max_z)
+    return np.minimum(z, max_z).astype(np.float32)
+
+
+def pick_condition(rng: np.random.Generator, style: DomainStyle) -> Condition | None:
+    """One of the style's conditions by weight (None when it has none)."""
+    if not style.conditions:
+        return None
+    weights = np.asarray([c.weight for c in style.conditions], np.float64)
+    return style.conditions[int(rng.choice(len(weights), p=weights / weights.sum()))]
+
+
+def weather(rgb: np.ndarray, rng: np.random.Generator, cond: Condition, cam: Camera
+            ) -> np.ndarray:
+    """A scene's light and weather on the whole frame: saturation, contrast, exposure and
+    light colour, then fog by distance.
+
+    Shape:
+        rgb (H, W, 3) float32 -> (H, W, 3) float32
+    """
+    grey = rgb.mean(axis=2, keepdims=True)
+    rgb = grey + cond.saturation * (rgb - grey)
+    rgb = 128.0 + cond.contrast * (rgb - 128.0)
+    gain = float(rng.uniform(*cond.gain))
+    rgb = rgb * gain * np.asarray(cond.tint, np.float32)
+    density = float(rng.uniform(*cond.haze))
+    keep = np.exp(-density * ground_distance(cam))[..., None]  # (H, 1, 1)
+    fog = np.asarray(cond.haze_colour, np.float32) * gain * np.asarray(cond.tint, np.float32)
+    return rgb * keep + fog * (1.0 - keep)
+
+
+def capture(canvas: Canvas, rng: np.random.Generator, style: DomainStyle,
+            cam: Camera | None = None) -> np.ndarray:
+    """The camera model: texture, the scene's light and weather (when the style has
+    conditions), uneven light, blur, vignetting, gamma, sensor noise.
 
     Shape:
         returns (H, W, 3) float32 in 0-255 (not yet clipped)
@@ -940,6 +1042,9 @@ def capture(canvas: Canvas, rng: np.random.Generator, style: DomainStyle) -> np.
     fine = rng.standard_normal((h, w)).astype(np.float32)
     amp = style.texture * TEXTURE[canvas.label]
     rgb = rgb + (amp * (0.7 * grain + 0.5 * fine))[..., None]
+    cond = pick_condition(rng, style)
+    if cond is not None and cam is not None:
+        rgb = weather(rgb, rng, cond, cam)
     light = 1.0 + style.light_field * smooth_noise(rng, h, w, (3, 5))
     slope = rng.uniform(-0.12, 0.12)
     light += slope * (np.arange(w, dtype=np.float32)[None, :] / w - 0.5)
@@ -990,6 +1095,10 @@ def render(
         draw(canvas, cam)
     if rng.random() < style.ego:
         draw_ego(canvas, rng, pal)
-    rgb = capture(canvas, rng, style) if style.captured else canvas.rgb
+    if style.captured:
+        rgb = capture(canvas, rng, style, cam)
+    else:  # rendered: the scene's light alone (when the style has conditions)
+        cond = pick_condition(rng, style)
+        rgb = canvas.rgb if cond is None else weather(canvas.rgb, rng, cond, cam)
     image = np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
     return image, canvas.label.copy()

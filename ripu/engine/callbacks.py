@@ -145,6 +145,8 @@ class TrackingCallback(Callback):
         for key, prefix in (("labelled_pixels", "labelled_px"), ("target_pixels", "target_px")):
             metrics.update({f"{prefix}/{name.replace(' ', '_')}": v
                             for name, v in results.get(key, {}).items()})
+        if "labelled_boundary_pixels" in results:  # ripu.anatomy: on ground-truth boundaries
+            metrics["labelled_boundary_px"] = results["labelled_boundary_pixels"]
         metrics["final/iterations"] = results["iterations"]
         self.tracker.log_metrics(metrics, step=results["iterations"])
         confusion, names = result.confusion.cpu().clone(), trainer.data["val"].class_names

@@ -24,4 +24,4 @@ def run_round(cfg: Config, model: torch.nn.Module, target: SegmentationDataset,
     a = cfg.active
     return select_round(model, target, state, a.strategy, budget_of(cfg), round_index,
                         seed=cfg.seed, device=device, batch_size=a.batch_size,
-                        progress=progress)
+                        progress=progress, upsample=a.upsample)

@@ -39,7 +39,12 @@ from ripu.engine.optim import build_optimizer
 from ripu.engine.parallel import DistContext
 from ripu.engine.schedule import poly_lr, set_lr
 from ripu.engine.selection import run_round
-from ripu.engine.trial_data import TrialData, class_pixel_counts, load_trial_data
+from ripu.engine.trial_data import (
+    TrialData,
+    boundary_pixel_count,
+    class_pixel_counts,
+    load_trial_data,
+)
 from ripu.engine.trial_dir import TrialDir
 from ripu.errors import TrainingDiverged, Waiting
 from ripu.kinds import get_kind
@@ -284,6 +289,9 @@ class Trainer:
                                        strict=True)},
             "labelled_pixels": labelled_px, "target_pixels": target_px,
         }
+        if self.kind.selects and self.kind.labels_selected:
+            results["labelled_boundary_pixels"] = boundary_pixel_count(
+                self.data["target"], self.state.labelled)
         if self.is_main:
             self.trial_dir.write_results(results)
         self.callbacks.on_end(self, results, result)

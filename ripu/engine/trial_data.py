@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ripu.anatomy import labelled_on_boundary
 from ripu.config import Config
 from ripu.data import SegmentationDataset, class_image_lists
 from ripu.data.build import build_datasets
@@ -93,3 +94,16 @@ def class_pixel_counts(target: SegmentationDataset, labelled: Mapping[str, np.nd
     if everything:
         labelled_counts = total_counts.copy()
     return labelled_counts, total_counts
+
+
+def boundary_pixel_count(target: SegmentationDataset, labelled: Mapping[str, np.ndarray]
+                         ) -> int:
+    """Labelled target pixels on ground-truth boundaries (:mod:`ripu.anatomy`), summed over
+    the images of ``labelled`` (bool (H, W) masks by image id, at the label's size)."""
+    total = 0
+    for i in range(len(target)):
+        item = target[i]
+        if item["id"] in labelled:
+            total += labelled_on_boundary(item["label"],
+                                          torch.from_numpy(np.asarray(labelled[item["id"]])))
+    return total

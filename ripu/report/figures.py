@@ -20,7 +20,7 @@ from matplotlib.ticker import NullFormatter
 from ripu.io import atomic_path
 from ripu.kinds import get_kind, kind_names
 from ripu.report.classes import TARGET_GROUP
-from ripu.report.names import group_name, method_colour, method_name
+from ripu.report.names import group_name, method_colour, method_name, uses_ground_truth
 from ripu.report.tables import iou_columns, several_networks
 
 if TYPE_CHECKING:
@@ -56,8 +56,8 @@ def budget_curve_figure(results: pd.DataFrame, summary: pd.DataFrame,
                         experiment: str) -> Figure:
     """mIoU (%) against the labelled fraction of target pixels (%): one line per selection
     method (and network, where there are several; mean with a ± std error bar, single runs
-    as faint dots), the reference kinds (no labels, every label) as horizontal lines with a
-    ± std band."""
+    as faint dots; a strategy that uses the ground truth dashed), the reference kinds (no
+    labels, every label) as horizontal lines with a ± std band."""
     fig = Figure(figsize=(9.5, 5.5), layout="constrained")
     ax = fig.add_subplot()
     several = several_networks(summary)
@@ -83,9 +83,10 @@ def budget_curve_figure(results: pd.DataFrame, summary: pd.DataFrame,
         runs = results[(results["method"] == method) & (results["network"] == network)]
         ax.scatter(dodge(100 * runs["labelled_fraction"], i), 100 * runs["miou"],
                    color=color, alpha=0.45, s=16, linewidths=0, zorder=3)
+        style = "--" if uses_ground_truth(method) else styles[part["kind"].iloc[0]]
         ax.errorbar(dodge(part["labelled_percent"], i), part["miou_mean"],
                     yerr=part["miou_std"].fillna(0.0), color=color, marker=markers[network],
-                    capsize=3, linestyle=styles[part["kind"].iloc[0]], linewidth=1.8,
+                    capsize=3, linewidth=1.8, linestyle=style,
                     zorder=4, label=f"{method_name(method, network if several else '')} "
                                     f"(n={'/'.join(map(str, part['n']))})")
     refs = _styles(reference=True)

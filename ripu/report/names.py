@@ -12,7 +12,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterable
 
-from ripu.acquisition.strategies import get_strategy
+from ripu.acquisition.strategies import STRATEGIES, get_strategy
 from ripu.data.labels import CLASSES_19
 from ripu.kinds import KINDS, TrialKind, get_kind
 
@@ -24,6 +24,7 @@ STRATEGY_DISPLAY = {
     "ripu_region": "RIPU-RA", "ripu_point": "RIPU-PA", "random_region": "random regions",
     "random_point": "random points", "entropy_region": "entropy regions (U)",
     "impurity_region": "impurity regions (P)", "full_image": "full images",
+    "oracle": "oracle regions (uses the ground truth: an upper bound, not a method)",
 }
 
 
@@ -35,7 +36,7 @@ METHOD_COLOURS = {
     "random_point": "#17becf", "entropy_region": "#9467bd", "impurity_region": "#e377c2",
     "full_image": "#bcbd22", "hybrid/ripu_region": "#8c564b",
     "source_free/ripu_region": "#2ca02c", "source_only": "dimgray", "lse": "darkgoldenrod",
-    "supervised": "black",
+    "supervised": "black", "oracle": "#4b0082",
 }
 SPARE_COLOURS = ("#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94",
                  "#f7b6d2", "#dbdb8d", "#9edae5", "#393b79", "#637939", "#843c39")
@@ -62,6 +63,13 @@ def order_classes(names: Iterable[str]) -> list[str]:
 def is_point_strategy(strategy: str) -> bool:
     """Point strategies label single pixels: their budget is ``points`` per image."""
     return get_strategy(strategy).mode == "point"
+
+
+def uses_ground_truth(method: str) -> bool:
+    """A :func:`method_id` whose strategy reads the ground truth (an upper bound, not a
+    method: figures draw it dashed)."""
+    strategy = STRATEGIES.get(method.rpartition("/")[2])
+    return strategy is not None and strategy.uses_ground_truth
 
 
 def is_variant(kind: TrialKind) -> bool:

@@ -25,12 +25,20 @@ class Pair:
     """``method`` against ``baseline`` (method ids, :func:`ripu.report.names.method_id`).
 
     ``paper_claims``: the paper reports ``method`` above ``baseline`` at the same budget (an
-    ordering check of the summary).
+    ordering check of the summary). ``label``: what the difference measures, put before the
+    comparison (``selection headroom: ...``).
     """
 
     method: str
     baseline: str
     paper_claims: bool = False
+    label: str = ""
+
+    @property
+    def comparison(self) -> str:
+        """``RIPU-RA − random regions``; ``<label>: oracle ... − random regions``."""
+        text = f"{display_name(self.method)} − {display_name(self.baseline)}"
+        return f"{self.label}: {text}" if self.label else text
 
 
 PAIRS: tuple[Pair, ...] = (
@@ -39,6 +47,8 @@ PAIRS: tuple[Pair, ...] = (
     Pair("lse", "source_only"),
     Pair("hybrid/ripu_region", "ripu_region"),
     Pair("hybrid/ripu_point", "ripu_point"),
+    # uses the ground truth (an upper bound, not a method): what a perfect selector gains
+    Pair("oracle", "random_region", label="selection headroom"),
 )
 COLUMNS = ("comparison", "method", "baseline", "budget_label", "network", "n", "mean_diff",
            "std_diff", "ci_low", "ci_high", "p_value", "verdict", "method_better",
@@ -110,7 +120,7 @@ def paired_frame(results: pd.DataFrame, pairs: tuple[Pair, ...] = PAIRS) -> pd.D
             diff = part["miou_method"] - part["miou_baseline"]
             test = paired_t(diff.tolist())
             rows.append({
-                "comparison": f"{display_name(pair.method)} − {display_name(pair.baseline)}",
+                "comparison": pair.comparison,
                 "method": pair.method, "baseline": pair.baseline, "budget_label": label,
                 "network": network,
                 "n": len(part), "mean_diff": round(test.mean, 2), "std_diff": round(test.std, 2),

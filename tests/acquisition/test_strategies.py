@@ -15,7 +15,7 @@ EXPECTED = {  # name: (mode, needs logits)
     "ripu_region": ("region", True), "ripu_point": ("point", True),
     "random_region": ("region", False), "random_point": ("point", False),
     "entropy_region": ("region", True), "impurity_region": ("region", True),
-    "full_image": ("image", False),
+    "full_image": ("image", False), "oracle": ("region", True),
 }
 
 

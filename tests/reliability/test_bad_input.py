@@ -233,8 +233,8 @@ CASES = [
                                       "--out", str(w.out)],
          ("nope.yaml: params file not found", "expected an existing YAML file")),
     # --- unknown names
-    Case("unknown-strategy", S("active.strategy=oracle"),
-         ("active.strategy: unknown strategy 'oracle'", "expected one of", "ripu_region")),
+    Case("unknown-strategy", S("active.strategy=magic"),
+         ("active.strategy: unknown strategy 'magic'", "expected one of", "ripu_region")),
     Case("unknown-dataset", S("data.source=kitti"), ("data.source: expected one of", "'kitti'")),
     Case("unknown-target-dataset", S("data.target=acdc"), ("data.target: expected one of", "acdc")),
     Case("unknown-model", S("model.arch=unet"), ("model.arch: expected one of", "'unet'")),
