@@ -24,8 +24,9 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT = REPO / "params.yaml"
 PEOPLE = REPO / "experiments" / "people" / "params.yaml"
 PIPELINES = [DEFAULT, *sorted(REPO.glob("experiments/*/params.yaml"))]
-# what a params file may set for the machine or the pipeline itself (keys, section prefixes)
-OWN = ("annotate.", "tracking.", "sweep.", "report.", "synth.out", "data.source_root",
+# what a params file may set for the machine or the pipeline itself (keys, section prefixes):
+# the data it generates (synth) and where, the server, tracking, resources
+OWN = ("annotate.", "tracking.", "sweep.", "report.", "synth.", "data.source_root",
        "data.target_root", "model.pretrained", "train.device")
 
 

@@ -321,8 +321,9 @@ def test_dvc_status_marks_exactly_the_stages_whose_configs_changed(committed):
                                {"data.source_root", "model.pretrained", "+optim.lr"}) == []
     (committed / "params.yaml").write_text(
         (committed / "params.yaml").read_text().replace("name: sgd", "name: adam"))
-    # the people pipeline derives from params.yaml: it trains differently too
-    assert {"warmup", "sweep", "people_warmup", "people_annotate"} == stale(committed)
+    # the people and version-4 pipelines derive from params.yaml: they train differently too
+    assert {"warmup", "sweep", "people_warmup", "people_annotate", "synthetic_v4_warmup",
+            "synthetic_v4_sweep"} == stale(committed)
 
 
 @pytest.mark.integration
@@ -334,8 +335,9 @@ def test_a_hand_picked_list_misses_a_key(committed):
     commit(committed)
     try:
         assert check_perturbations(committed, "params.yaml", {"optim.name"}) == [
-            "params.yaml optim.name: dvc status ['people_annotate', 'people_warmup', 'sweep'], "
-            "changed views ['people_annotate', 'people_warmup', 'sweep', 'warmup']"]
+            "params.yaml optim.name: dvc status ['people_annotate', 'people_warmup', 'sweep', "
+            "'synthetic_v4_sweep', 'synthetic_v4_warmup'], changed views ['people_annotate', "
+            "'people_warmup', 'sweep', 'synthetic_v4_sweep', 'synthetic_v4_warmup', 'warmup']"]
     finally:
         dvc_yaml.write_text(original)
         commit(committed)
