@@ -13,15 +13,23 @@ from ripu.errors import RipuError
 from ripu.models import build_model
 
 
-def select_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when available; an unavailable CUDA device is a RipuError."""
+def device_name(name: str) -> torch.device | None:
+    """The device ``name`` spells (None for ``auto``), whether or not this machine has it;
+    RipuError for a name that is no device."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return None
     try:
-        device = torch.device(name)
+        return torch.device(name)
     except RuntimeError:
         raise RipuError(f"train.device: unknown device {name!r}, expected auto, cpu, cuda "
                         f"or cuda:N") from None
+
+
+def select_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when available; an unavailable CUDA device is a RipuError."""
+    device = device_name(name)
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RipuError(f"train.device: {name} requested but CUDA is not available")
     return device

@@ -21,7 +21,7 @@ from typing import Any
 from ripu.config import Config
 from ripu.credentials import Credentials, use_credentials
 from ripu.data.build import build_datasets
-from ripu.engine.build import select_device
+from ripu.engine.build import device_name
 from ripu.engine.callbacks import Callback
 from ripu.engine.distributed import trial_resources
 from ripu.engine.trial_data import splits
@@ -51,14 +51,15 @@ STATUSES = ("finished", "skipped", "stopped", "failed")
 def validate_inputs(trials: Sequence[Trial], inits: dict[str, str | None]) -> None:
     """Fail before Ray starts (RipuError naming the key or trial) when a trial could never
     run, from configs and file headers only: its init checkpoint's architecture, backbone and
-    classes; its device; its weights file; its datasets' layout and complete files. Builds no
+    classes; its device's name (a CUDA device may exist on the cluster's nodes though not
+    on the driver's); its weights file; its datasets' layout and complete files. Builds no
     trainer, decodes no data and calls no server: the trials check labels, weights' shapes
     and a people server themselves, before training."""
     check_inits(trials, inits)  # architecture, backbone, classes: one line naming the trial
     checked = set()
     for trial in trials:
         cfg = trial.cfg
-        select_device(cfg.train.device)
+        device_name(cfg.train.device)  # whether it exists is the node's business, not the driver's
         if cfg.model.pretrained:
             check_weights_file(cfg.model.pretrained)
         for split in splits(cfg):
