@@ -83,7 +83,7 @@ def _own(stage: str, cfg: Config) -> tuple[str, ...]:
     return SYNTH_OWN if stage == "data" and synthetic(cfg) else OWN[stage]
 
 
-def _get(node: Any, key: str) -> Any:
+def get_key(node: Any, key: str) -> Any:
     for part in key.split("."):
         node = node[part]
     return node
@@ -108,8 +108,8 @@ def view(stage: str, root: Path, cfg: Config) -> list:
     """
     plain = to_dict(cfg)
     runs, keys = _runs(stage, root, cfg)
-    return [{k: _get(plain, k) for k in _own(stage, cfg)},
-            *({k: _get(run, k) for k in keys} for run in map(to_dict, (r.cfg for r in runs)))]
+    return [{k: get_key(plain, k) for k in _own(stage, cfg)},
+            *({k: get_key(run, k) for k in keys} for run in map(to_dict, (r.cfg for r in runs)))]
 
 
 def cover(read: set[str], raw: dict, params: str) -> list[str]:
@@ -130,17 +130,17 @@ def cover_files(read: set[str], files: list[tuple[str, dict]]) -> list[tuple[str
     for top in dict.fromkeys(k.split(".")[0] for k in leaf_keys()):
         leaves = [k for k in leaf_keys() if k == top or k.startswith(top + ".")]
         if leaves != [top] and set(leaves) <= read:  # a section read whole
-            holders = [name for name, raw in files if _has(raw, top)]
+            holders = [name for name, raw in files if has_key(raw, top)]
             nearer: set[str] = set()
             for name, raw in files:
-                held = {k for k in leaves if _has(raw, k)}
-                if _has(raw, top) and (name == holders[0] or held - nearer):
+                held = {k for k in leaves if has_key(raw, k)}
+                if has_key(raw, top) and (name == holders[0] or held - nearer):
                     listed[name].append(top)
                 nearer |= held
             missing += [] if holders else [top]
             continue
         for key in [top] if set(leaves) <= read else [k for k in leaves if k in read]:
-            holders = [name for name, raw in files if _has(raw, key)]
+            holders = [name for name, raw in files if has_key(raw, key)]
             if not holders:
                 missing.append(key)
             else:
@@ -164,9 +164,9 @@ def sources(root: Path, params: str) -> list[tuple[str, dict]]:
         path = path.parent / base
 
 
-def _has(raw: Any, key: str) -> bool:
+def has_key(raw: Any, key: str) -> bool:
     try:
-        _get(raw, key)
+        get_key(raw, key)
     except (KeyError, TypeError):
         return False
     return True

@@ -9,22 +9,18 @@ checkout is elsewhere), and a run made without a lock file is tagged ``none``.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
 
+from ripu.starts import file_sha256  # hashed once per version of the file
+
 LOCK = Path(__file__).resolve().parents[1] / "requirements" / "ripu.lock"
 KEY_PACKAGES = ("torch", "ray", "mlflow", "dvc", "numpy")
 LOCK_TAG = "ripu.lock_sha256"
 VERSION_TAG = "ripu.version.{}"  # one tag per key package
-
-
-def file_sha256(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def lock_sha256(lock: Path = LOCK) -> str:

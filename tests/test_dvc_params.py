@@ -38,25 +38,11 @@ def chdir(path: Path):
         os.chdir(before)
 
 
-def _get(raw: Any, key: str) -> Any:
-    for part in key.split("."):
-        raw = raw[part]
-    return raw
-
-
 def _set(raw: dict, key: str, value: Any) -> None:
     *parents, leaf = key.split(".")
     for part in parents:
         raw = raw.setdefault(part, {})
     raw[leaf] = value
-
-
-def _has(raw: Any, key: str) -> bool:
-    try:
-        _get(raw, key)
-    except (KeyError, TypeError):
-        return False
-    return True
 
 
 def _choices(key: str) -> tuple:
@@ -116,15 +102,15 @@ def perturbations(root: Path, params: str) -> list[tuple[str, dict]]:
         under = read_params((root / params).parent / raw[BASE_KEY])
     out = []
     for key in leaf_keys():
-        present = _has(raw, key)
-        if under and not present and not _has(raw, key.split(".")[0]):
+        present = dvc_params.has_key(raw, key)
+        if under and not present and not dvc_params.has_key(raw, key.split(".")[0]):
             continue
-        current = _get(raw, key) if present else _get(_plain(resolved), key)
+        current = dvc_params.get_key(raw, key) if present else dvc_params.get_key(_plain(resolved), key)
         for value in candidates(key, current):
             new = copy.deepcopy(raw)
             _set(new, key, value)
             if key == "active.rounds":
-                _set(new, "active.round_at", _get(_plain(resolved), "active.round_at")[:value])
+                _set(new, "active.round_at", dvc_params.get_key(_plain(resolved), "active.round_at")[:value])
             if key in ("sweep.experiment", "tracking.experiment"):
                 _set(new, "sweep.experiment", renamed(root, resolved, new))
             try:
@@ -140,7 +126,7 @@ def renamed(root: Path, cfg: Config, raw: dict) -> str:
     """A copy of ``cfg``'s experiment file named as ``raw``'s tracking.experiment, beside it:
     moving or renaming the experiment changes its file and its name together."""
     src = Path(cfg.sweep.experiment)
-    name = _get(raw, "tracking.experiment")
+    name = dvc_params.get_key(raw, "tracking.experiment")
     spec = yaml.safe_load(src.read_text())
     dest = src.with_name(f"{src.stem}_{name}.yaml")
     dest.write_text(yaml.safe_dump({**spec, "name": name}, sort_keys=False))
@@ -195,7 +181,7 @@ def commit(root: Path) -> None:
 
 def _interpolate(text: str, params: dict) -> str:
     import re
-    return re.sub(r"\$\{([^}]+)\}", lambda m: str(_get(params, m.group(1))), text)
+    return re.sub(r"\$\{([^}]+)\}", lambda m: str(dvc_params.get_key(params, m.group(1))), text)
 
 
 def reads_file(root: Path, file: str, params: str) -> bool:
@@ -232,7 +218,7 @@ def shadowed(root: Path, params: str, key: str) -> set[str]:
     for pipeline in dvc_params.pipelines(root):
         for name, _, file in dvc_params.stages(pipeline):
             files = [n for n, _ in dvc_params.sources(root, file)]
-            if params in files[1:] and any(_has(raw, key) for n, raw in
+            if params in files[1:] and any(dvc_params.has_key(raw, key) for n, raw in
                                            dvc_params.sources(root, file)[:files.index(params)]):
                 out.add(name)
     return out

@@ -194,17 +194,10 @@ CONDITIONS_V5: tuple[Condition, ...] = (
               haze=(0.006, 0.015)),
 )
 
-TARGET = DomainStyle(
-    name="target", materials={**SHARED_MATERIALS, **SOURCE_MATERIALS}, saturation=1.0,
-    tint=(1.0, 1.0, 1.0), colour_jitter=14.0, horizon=(0.36, 0.42), focal=(1.37, 1.61),
-    camera_height=1.4, building_height=(9.0, 28.0), sidewalk=(2.4, 5.0),
-    side_kinds=(0.62, 0.30, 0.08),
-    end_wall=0.55, terrain_setback=0.4, parking_setback=0.15, tree_slot=0.5, wall=0.25,
-    fence=0.2, parked_car=0.4, moving_vehicles=1.6, truck_share=0.15, bus_share=0.15,
-    train=0.25, persons=4.0, riders=1.5, bicycles=1.2, motorcycles=1.0,
-    pole_spacing=(9.0, 18.0), light=0.6, sign=0.6, clutter=1.2, ego=0.85, captured=True,
-    texture=0.5, blur=(0.5, 1.0), noise=(1.5, 4.5), vignette=(0.15, 0.35), light_field=0.15,
-    gamma=(0.9, 1.1), reach=0.5, thin=3.0, build=1.3, crossing=0.3, conditions=CONDITIONS_V5,
+TARGET = replace(  # version 4's camera, layout and sensor, the source's colours, per-scene light
+    TARGET_V4, materials={**SHARED_MATERIALS, **SOURCE_MATERIALS}, saturation=1.0,
+    tint=(1.0, 1.0, 1.0), colour_jitter=14.0, texture=0.5, blur=(0.5, 1.0),
+    noise=(1.5, 4.5), light_field=0.15, conditions=CONDITIONS_V5,
 )
 
 # Version 5 source: version 4's plus the rendered light of a game (GTA5 renders times of day
