@@ -68,15 +68,28 @@ def submit(page: Page) -> int:
     return answer.value.status
 
 
+def drag(page: Page, stroke: list[list[float]]) -> None:
+    """Hold the button through the stroke's points. Label Studio's tool bar floats over the
+    image's right edge and a stroke that reaches it is dropped whole: every point must hit
+    the image's canvas, or this exits with the element in the way."""
+    points = to_screen(page, stroke)
+    for x, y in points:
+        hit = page.evaluate("([x, y]) => document.elementFromPoint(x, y)?.tagName", [x, y])
+        if hit != "CANVAS":
+            raise SystemExit(f"paint: the stroke point ({x:.0f}, {y:.0f}) is under a {hit}, "
+                             "not the image")
+    page.mouse.move(*points[0], steps=2)
+    page.mouse.down()
+    for x, y in points[1:]:
+        page.mouse.move(x, y, steps=8)
+    page.mouse.up()
+
+
 def paint(page: Page, key: str, strokes: list[list[list[float]]], shot: str) -> dict:
     page.keyboard.press(key)
+    page.wait_for_timeout(300)
     for stroke in strokes:
-        points = to_screen(page, stroke)
-        page.mouse.move(*points[0])
-        page.mouse.down()
-        for x, y in points[1:]:
-            page.mouse.move(x, y, steps=8)
-        page.mouse.up()
+        drag(page, stroke)
     page.wait_for_timeout(800)
     page.screenshot(path=shot)
     return {"status": submit(page)}

@@ -73,6 +73,15 @@ def strokes_over(region: np.ndarray, k: int) -> list[list[list[int]]]:
     return strokes
 
 
+def regions_clear_of_the_tools(selected: np.ndarray) -> list[np.ndarray]:
+    """The regions of ``selected`` bool (H, W) in the image's left 7/8, largest first, each
+    bool (H, W): Label Studio's tool bar floats over the right edge of the image (browser.py)."""
+    n, components = regions_of(selected)
+    regions = [components == i for i in range(1, n + 1)]
+    return sorted((r for r in regions if np.flatnonzero(r.any(0)).max() < r.shape[1] * 7 // 8),
+                  key=lambda r: -r.sum())
+
+
 def test_annotate_task_in_chromium_shows_regions_and_classes(label_studio, tiny_data, tmp_path):
     """A real browser logs in as the annotator, opens a task: the image, the regions layer,
     the draft and every class are shown."""
@@ -89,18 +98,19 @@ def test_annotate_task_in_chromium_shows_regions_and_classes(label_studio, tiny_
 
 def test_annotate_paint_in_chromium_labels_exactly_the_painted_region(label_studio, tiny_data,
                                                                       tmp_path):
-    """The annotator picks a class by its hotkey and paints the task's largest region with
-    the mouse on the upscaled image, then submits: the pull gets that class on exactly the
-    region's pixels and the draft on the task's other regions."""
+    """The annotator picks a class by its hotkey and paints the largest region clear of the
+    tool bar (of the first task that has one) with the mouse on the upscaled image, then
+    submits: the pull gets that class on exactly the region's pixels and the draft on the
+    task's other regions."""
     cfg, out, names, truth, project = first_round(label_studio, tiny_data, tmp_path)
     selection = round_selection(TrialDir(out).masks_dir, 0)
-    task = sorted(tasks_of(label_studio, project), key=lambda t: t["id"])[0]
+    task = next(t for t in sorted(tasks_of(label_studio, project), key=lambda t: t["id"])
+                if regions_clear_of_the_tools(selection[t["data"]["ripu_image"]]))
     image_id = task["data"]["ripu_image"]
     selected = selection[image_id]
     draft = draft_of(label_studio, task, selected.shape, names)
     np.testing.assert_array_equal(draft != 255, selected)  # the draft covers every region
-    n, components = regions_of(selected)
-    region = components == max(range(1, n + 1), key=lambda i: (components == i).sum())
+    region = regions_clear_of_the_tools(selected)[0]
     c = next(i for i in range(len(names)) if i not in draft[region])
     shot = tmp_path / "paint.png"
     strokes = strokes_over(region, scale(selected.shape))
