@@ -28,7 +28,7 @@ from pydantic.dataclasses import dataclass
 
 from ripu import names
 from ripu.errors import ConfigError
-from ripu.kinds import kind_names
+from ripu.kinds import get_kind, kind_names
 
 T = TypeVar("T")
 
@@ -286,6 +286,13 @@ class Config:
     sweep: SweepConfig = Field(default_factory=SweepConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
     annotate: AnnotateConfig = Field(default_factory=AnnotateConfig)
+
+    def __post_init__(self) -> None:
+        people = self.annotate.url is not None and get_kind(self.train.kind).selects
+        if people and self.active.strategy in names.GROUND_TRUTH_STRATEGIES:
+            raise Invalid("active.strategy", f"{self.active.strategy} selects by the ground "
+                          "truth, so people cannot label its rounds (annotate.url is set); "
+                          "expected a strategy that reads no labels, or annotate.url: null")
 
 
 # ----------------------------------------------------------------------------- errors

@@ -50,3 +50,6 @@ STRATEGY_MODES: dict[str, str] = {
     "oracle": "region",  # uses the ground truth: an upper bound, not a method
 }
 STRATEGIES: tuple[str, ...] = tuple(STRATEGY_MODES)
+# The strategies that read the ground truth (an upper bound, not a method): people cannot
+# label their rounds.
+GROUND_TRUTH_STRATEGIES: tuple[str, ...] = ("oracle",)
