@@ -20,7 +20,13 @@ from matplotlib.ticker import NullFormatter
 from ripu.io import atomic_path
 from ripu.kinds import get_kind, kind_names
 from ripu.report.classes import TARGET_GROUP
-from ripu.report.names import group_name, method_colour, method_name, uses_ground_truth
+from ripu.report.names import (
+    figure_text,
+    group_name,
+    method_colour,
+    method_name,
+    uses_ground_truth,
+)
 from ripu.report.tables import iou_columns, several_networks
 
 if TYPE_CHECKING:
@@ -143,7 +149,7 @@ def per_class_figure(summary: pd.DataFrame, experiment: str) -> Figure:
     cols = iou_columns(summary)
     values = summary[["miou_mean", *cols]].to_numpy(dtype=float)
     several = several_networks(summary)
-    rows = [group_name(m, b, n if several else "") for m, b, n in zip(
+    rows = [group_name(m, b, n if several else "", figure=True) for m, b, n in zip(
         summary["method"], summary["budget_label"], summary["network"], strict=True)]
     fig = Figure(figsize=(3.0 + 0.62 * max(len(cols) + 1, 4), 1.6 + 0.42 * len(rows)),
                  layout="constrained")
@@ -196,7 +202,7 @@ def labelled_classes_figure(shares: pd.DataFrame, experiment: str) -> Figure:
     fig.colorbar(image, ax=ax, label=label, shrink=0.9)
     ax.set_xticks(range(len(cols)), labels=[c.replace("_", " ") for c in cols], rotation=45,
                   ha="right")
-    ax.set_yticks(range(len(rows)), labels=rows)
+    ax.set_yticks(range(len(rows)), labels=[figure_text(r) for r in rows])
     if TARGET_GROUP in wide.index:
         ax.axhline(rows.index(TARGET_GROUP) + 0.5, color="black", linewidth=2)
     _annotate(ax, np.char.mod("%.1f", 100 * values),

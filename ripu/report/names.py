@@ -26,6 +26,16 @@ STRATEGY_DISPLAY = {
     "impurity_region": "impurity regions (P)", "full_image": "full images",
     "oracle": "oracle regions (uses the ground truth: an upper bound, not a method)",
 }
+# Shorter names for figure legends and axes, where the long ones crowd the plot.
+STRATEGY_FIGURE = {**STRATEGY_DISPLAY, "oracle": "oracle regions (ground truth: upper bound)"}
+
+
+def figure_text(text: str) -> str:
+    """``text`` (a table's group name) with each long strategy name shortened as figures
+    name it."""
+    for name, long in STRATEGY_DISPLAY.items():
+        text = text.replace(long, STRATEGY_FIGURE[name])
+    return text
 
 
 # Stable colours of the methods in every figure (presentation data, by :func:`method_id`): a
@@ -86,25 +96,27 @@ def method_id(kind_name: str, strategy: str) -> str:
     return f"{kind.name}/{strategy}" if is_variant(kind) else strategy
 
 
-def display_name(method: str) -> str:
-    """A readable name of a :func:`method_id` for tables and legends: ``RIPU-RA``,
-    ``RIPU-RA source-free``, ``RIPU-RA + LSE``, ``LSE``."""
+def display_name(method: str, figure: bool = False) -> str:
+    """A readable name of a :func:`method_id` for tables (``figure``: for figures, shorter):
+    ``RIPU-RA``, ``RIPU-RA source-free``, ``RIPU-RA + LSE``, ``LSE``."""
+    strategies = STRATEGY_FIGURE if figure else STRATEGY_DISPLAY
     kind_name, _, strategy = method.rpartition("/")
     if not kind_name:
-        return get_kind(method).display if method in KINDS else STRATEGY_DISPLAY.get(method,
-                                                                                     method)
-    return f"{STRATEGY_DISPLAY.get(strategy, strategy)} {get_kind(kind_name).display}"
+        return get_kind(method).display if method in KINDS else strategies.get(method, method)
+    return f"{strategies.get(strategy, strategy)} {get_kind(kind_name).display}"
 
 
 def method_name(method: str, network: str = "") -> str:
-    """``LSE``; ``LSE on vgg16_fcn8s`` when ``network`` is named (in an experiment that runs
-    on several networks)."""
-    return f"{display_name(method)} on {network}" if network else display_name(method)
+    """A figure's legend name: ``LSE``; ``LSE on vgg16_fcn8s`` when ``network`` is named (in
+    an experiment that runs on several networks)."""
+    name = display_name(method, figure=True)
+    return f"{name} on {network}" if network else name
 
 
-def group_name(method: str, label: str, network: str = "") -> str:
-    """``RIPU-RA @ 2.2%``; ``LSE @ 0% on vgg16_fcn8s`` when ``network`` is named."""
-    name = f"{display_name(method)} @ {label}"
+def group_name(method: str, label: str, network: str = "", figure: bool = False) -> str:
+    """``RIPU-RA @ 2.2%``; ``LSE @ 0% on vgg16_fcn8s`` when ``network`` is named (``figure``:
+    the shorter names of figures)."""
+    name = f"{display_name(method, figure)} @ {label}"
     return f"{name} on {network}" if network else name
 
 

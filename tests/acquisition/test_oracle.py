@@ -9,7 +9,7 @@ from ripu.acquisition import Budget, LabelState, get_strategy, select_round
 from ripu.acquisition.oracle import oracle_score, wrong_pixels
 from ripu.acquisition.scores import window_sum
 from ripu.errors import RipuError
-from ripu.report.names import display_name, uses_ground_truth
+from ripu.report.names import display_name, figure_text, group_name, uses_ground_truth
 
 H, W = 8, 12
 
@@ -93,6 +93,11 @@ def test_oracle_without_a_label_is_refused():
 def test_oracle_is_marked_as_an_upper_bound_everywhere():
     assert get_strategy("oracle").uses_ground_truth
     assert "upper bound, not a method" in get_strategy("oracle").description
-    assert "upper bound, not a method" in display_name("oracle")
+    assert "upper bound, not a method" in display_name("oracle")  # tables
+    assert "upper bound" in display_name("oracle", figure=True)  # figures: shorter
+    assert len(display_name("oracle", figure=True)) < len(display_name("oracle"))
+    assert figure_text(group_name("oracle", "2.2%")) == group_name("oracle", "2.2%",
+                                                                   figure=True)
+    assert figure_text("RIPU-RA @ 5%") == "RIPU-RA @ 5%"
     assert uses_ground_truth("oracle") and not uses_ground_truth("random_region")
     assert not uses_ground_truth("lse")
