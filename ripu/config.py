@@ -27,6 +27,7 @@ from pydantic import AfterValidator, ConfigDict, Field, Strict, TypeAdapter, Val
 from pydantic.dataclasses import dataclass
 
 from ripu import names
+from ripu.archs import ARCHS
 from ripu.errors import ConfigError
 from ripu.kinds import kind_names
 
@@ -49,7 +50,7 @@ OpenUnit = Annotated[Float, Field(gt=0, le=1)]  # (0, 1]
 Size = tuple[Int, Int]  # (W, H)
 
 # Names the registries hold.
-Arch = Literal[names.ARCHS]  # type: ignore[valid-type]
+Arch = Literal[tuple(ARCHS)]  # type: ignore[valid-type]
 Backbone = Literal[names.BACKBONES]  # type: ignore[valid-type]
 Dataset = Literal[names.DATASETS]  # type: ignore[valid-type]
 TargetDataset = Literal[names.TARGET_DATASETS]  # type: ignore[valid-type]
@@ -133,8 +134,8 @@ class ModelConfig:
     width: Pos = 1.0  # channel multiplier of an arch that has one (vgg16_fcn8s); 1: the paper's
 
     def __post_init__(self) -> None:
-        if self.width != 1.0 and not names.ARCH_TRAITS[self.arch].width:
-            scalable = [a for a, t in names.ARCH_TRAITS.items() if t.width]
+        if self.width != 1.0 and not ARCHS[self.arch].width:
+            scalable = [a for a, t in ARCHS.items() if t.width]
             raise Invalid("width", f"{self.width:g} needs an arch with a channel multiplier "
                                    f"({', '.join(scalable)}), model.arch is {self.arch}; "
                                    f"expected 1.0")

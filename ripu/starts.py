@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from ripu.archs import ARCHS
 from ripu.config import Config
-from ripu.names import ARCH_TRAITS
 
 IMAGENET = "imagenet"
 
@@ -62,6 +62,6 @@ def start_of(cfg: Config, init: str | Path | None = None) -> Start:
     builds it). The file must exist (callers check it first)."""
     if init is not None:
         return Start(Path(init).stem, str(init), file_sha256(init))
-    if ARCH_TRAITS[cfg.model.arch].imagenet and cfg.model.pretrained:
+    if ARCHS[cfg.model.arch].imagenet and cfg.model.pretrained:
         return Start(IMAGENET, cfg.model.pretrained, file_sha256(cfg.model.pretrained))
     return Start(IMAGENET, None, None)

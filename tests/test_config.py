@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ripu.archs import ARCHS, arch_of
 from ripu.config import (
     Config,
     apply_overrides,
@@ -143,9 +144,9 @@ def test_registry_names_are_the_registries_keys():
     from ripu import names
     from ripu.acquisition import STRATEGIES
     from ripu.data import DATASETS
-    from ripu.models import BACKBONES, MODELS
+    from ripu.models import BACKBONES
 
-    assert set(names.ARCHS) == set(MODELS) and set(names.BACKBONES) == set(BACKBONES)
+    assert set(names.BACKBONES) == set(BACKBONES)
     from ripu.data.transforms import NORMALIZATIONS
     from ripu.engine.optim import OPTIMIZERS
     assert set(names.OPTIMIZERS) == set(OPTIMIZERS)
@@ -153,8 +154,32 @@ def test_registry_names_are_the_registries_keys():
     assert set(names.DATASETS) == set(DATASETS) and set(names.STRATEGIES) == set(STRATEGIES)
     assert names.STRATEGY_MODES == {name: s.mode for name, s in STRATEGIES.items()}
     assert set(names.TARGET_DATASETS) <= set(names.DATASETS)
-    for arch in names.ARCHS:  # each name the config accepts builds
+
+    for arch in ARCHS:  # each name the config accepts builds
         assert config_from_dict({"model": {"arch": arch}}).model.arch == arch
+
+
+def test_each_architecture_is_registered_once_with_its_class_and_traits():
+    """An entry's location is its class, and the class knows its name and traits from it."""
+    from ripu.models import SegmentationModel, build_model
+
+    for name, arch in ARCHS.items():
+        cls = arch.model_class()
+        assert issubclass(cls, SegmentationModel) and cls.__name__ == arch.location.split(":")[1]
+        assert arch_of(cls) == name
+    assert build_model("small", 3).arch == "small"
+    with pytest.raises(ConfigError, match=r"^unknown model arch 'unet', expected one of "
+                                          r"deeplabv2, deeplabv3plus, small, vgg16_fcn8s$"):
+        ARCHS["unet"]
+
+
+def test_reading_an_architectures_traits_imports_no_torch():
+    code = ("import sys; from ripu.archs import ARCHS; "
+            "assert ARCHS['vgg16_fcn8s'].width and ARCHS['deeplabv2'].resnet; "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                         text=True, check=True).stdout
+    assert out.strip() == "False"
 
 
 @pytest.mark.integration

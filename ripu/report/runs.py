@@ -14,10 +14,10 @@ from typing import Any
 
 import pandas as pd
 
+from ripu.archs import ARCHS
 from ripu.environment import LOCK_TAG
 from ripu.errors import RipuError
 from ripu.kinds import KINDS, get_kind
-from ripu.names import ARCH_TRAITS
 from ripu.report.names import budget_label, is_point_strategy, method_id, order_classes
 from ripu.tracking import read_artifact_text
 
@@ -110,7 +110,7 @@ def _number(run: Any, tag: str, default: str, cast: type) -> Any:
 
 def _network(params: dict[str, str]) -> str:
     arch = params.get("model.arch", "")
-    traits = ARCH_TRAITS.get(arch)
+    traits = ARCHS.get(arch)
     if traits is not None and traits.resnet and params.get("model.backbone"):
         return f"{arch}/{params['model.backbone']}"
     return arch
