@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from ripu.annotate import people_labels
+from ripu.annotate import PEOPLE_FILES, people_labels
 from ripu.data.labels import IGNORE_INDEX
 from ripu.engine.batches import TargetLabels
 from ripu.engine.trial_dir import TrialDir
@@ -28,6 +28,10 @@ if TYPE_CHECKING:
 class LabelSource:
     """No target labels in the batches' masks: none at all, every pixel (the upper bound),
     or labels the schedule hands the batches itself (LSE's patches)."""
+
+    # The masks folder's files a fresh attempt sets aside instead of deleting
+    # (TrialDir.prepare): people's labels and ledgers, whatever kind now runs in the folder.
+    kept_files: tuple[str, ...] = PEOPLE_FILES
 
     def __init__(self, cfg: Config, trial_dir: TrialDir) -> None:
         self.cfg = cfg

@@ -161,7 +161,7 @@ def train_worker(cfg: Config, out_dir: str | Path, dist: DistContext, *,
         trainer.load_checkpoint()
     dist.barrier()
     if dist.is_main:
-        trial.prepare(cfg, resume)
+        trial.prepare(cfg, resume, trainer.labels.kept_files)
     shared = [cb for cb in callbacks or () if getattr(cb, "all_ranks", False)]
     own: list[Callback] = []
     if dist.is_main:

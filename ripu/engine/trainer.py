@@ -314,7 +314,7 @@ def run_trial(cfg: Config, out_dir: str | Path, *, init: str | Path | None = Non
     trainer = Trainer(cfg, trial.root, init=init, progress=progress, callbacks=callbacks or ())
     if resume and trial.checkpoint.is_file():
         trainer.load_checkpoint()  # refuses a checkpoint of another config
-    trial.prepare(cfg, resume)
+    trial.prepare(cfg, resume, trainer.labels.kept_files)
     if callbacks is None:
         trainer.callbacks = CallbackList([TrackingCallback.for_trial(cfg, trial.root,
                                                                      resume=resume)])
