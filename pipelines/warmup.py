@@ -119,7 +119,7 @@ def anatomy(exp: Experiment, warmup: Warmup, state: dict[str, torch.Tensor]
     model = build_model_from(cfg, device)
     model.load_state_dict(state)
     target = build_datasets(cfg, augment=False, only=("target",))["target"]
-    return model_anatomy(model, target, device=device, batch_size=cfg.active.batch_size,
+    return model_anatomy(model, target, device=device, batch_size=cfg.train.infer_batch,
                          two_step=cfg.active.upsample == "two_step")
 
 

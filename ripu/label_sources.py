@@ -100,7 +100,7 @@ class SelectedAndPseudo(Selected):
         maps = full_pseudo_labels(trainer.model, target, round_index,
                                   num_classes=self.cfg.data.num_classes, p_base=lse.p_base,
                                   p_step=lse.p_step, rule=lse.rule, device=trainer.device,
-                                  batch_size=self.cfg.active.batch_size,
+                                  batch_size=self.cfg.train.infer_batch,
                                   progress=trainer.progress)
         masks = trainer.state.masks_for(target.ids)
         self.maps = {k: np.where(masks[k], IGNORE_INDEX, v).astype(np.uint8)

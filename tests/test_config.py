@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -189,6 +192,22 @@ def test_loading_a_config_imports_no_torch():
     out = subprocess.run([sys.executable, "-c", code, str(REPO / "params.yaml")],
                          capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_inference_batch_keeps_the_hash_of_configs_from_before_it():
+    """train.infer_batch took over LSE's and people's use of active.batch_size: a config
+    where the two agree hashes as before the key existed, one where they differ does not;
+    only selection reads active.batch_size."""
+    same = apply_overrides(Config(), {"active.batch_size": 8, "train.infer_batch": 8})
+    plain = to_dict(same)
+    del plain["train"]["infer_batch"], plain["annotate"]
+    before = hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()[:12]
+    assert params_hash(same) == before
+    assert params_hash(apply_overrides(same, {"train.infer_batch": 2})) != before
+    readers = sorted(str(p.relative_to(REPO)) for p in [*(REPO / "ripu").rglob("*.py"),
+                                                        *(REPO / "pipelines").rglob("*.py")]
+                     if re.search(r"active\.batch_size|\ba\.batch_size", p.read_text()))
+    assert readers == ["ripu/config.py", "ripu/engine/selection.py"]
 
 
 def test_sections_are_frozen_and_replace_validates():

@@ -134,7 +134,7 @@ def _round_labels(trainer: Trainer, r: int) -> LSERound:
         trainer.model, trainer.data["target"], r, num_classes=cfg.data.num_classes,
         p_base=lse.p_base, p_step=lse.p_step, rule=lse.rule, n_patches=lse.patches,
         scale=lse.scale, seed=cfg.seed, device=trainer.device,
-        batch_size=cfg.active.batch_size, progress=trainer.progress)
+        batch_size=cfg.train.infer_batch, progress=trainer.progress)
     n = round_iterations(len(ps.kept_images), lse.epochs, lse.patches, cfg.optim.batch_target)
     rnd = LSERound(ps, start=trainer.iteration, iterations=n, config_hash=config_hash)
     save_round(path, rnd)
