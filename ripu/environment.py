@@ -15,12 +15,11 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+from ripu.record_names import LOCK_TAG, VERSION_TAG
 from ripu.starts import file_sha256  # hashed once per version of the file
 
 LOCK = Path(__file__).resolve().parents[1] / "requirements" / "ripu.lock"
 KEY_PACKAGES = ("torch", "ray", "mlflow", "dvc", "numpy")
-LOCK_TAG = "ripu.lock_sha256"
-VERSION_TAG = "ripu.version.{}"  # one tag per key package
 
 
 def lock_sha256(lock: Path = LOCK) -> str:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ripu.archs import ARCHS
 from ripu.config import Config
+from ripu.record_names import START_SHA256_TAG, START_TAG
 
 IMAGENET = "imagenet"
 
@@ -38,7 +39,7 @@ class Start:
 
     def tags(self) -> dict[str, str]:
         """The MLflow tags a trial's run carries: ``ripu.start``, ``ripu.start_sha256``."""
-        return {"ripu.start": self.name, "ripu.start_sha256": self.sha256 or ""}
+        return {START_TAG: self.name, START_SHA256_TAG: self.sha256 or ""}
 
 
 @lru_cache(maxsize=64)

@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 
 from ripu.credentials import USER_ENV, check_login, refusal, use_credentials
 from ripu.errors import RipuError
+from ripu.record_names import PARENT_RUN_TAG
 
 T = TypeVar("T")
 
@@ -339,7 +340,7 @@ class Tracker:
         if run_id is None:
             tags = dict(tags or {})
             if parent_run_id:
-                tags["mlflow.parentRunId"] = parent_run_id
+                tags[PARENT_RUN_TAG] = parent_run_id
             exp_id = experiment_id(uri, experiment)
             run = self._call(lambda: self.client.create_run(exp_id, tags=tags, run_name=run_name))
             run_id = run.info.run_id

@@ -23,6 +23,7 @@ from ripu.engine.checkpoint import read_checkpoint
 from ripu.engine.schedule import poly_lr
 from ripu.errors import RipuError
 from ripu.io import atomic_path
+from ripu.record_names import LSE
 from ripu.selftrain.lse import Box, Patch
 from ripu.selftrain.runner import PatchDataset, PseudoLabelSet, build_pseudo_labels
 from ripu.trial import trial_config_hash
@@ -182,11 +183,11 @@ def round_record(trainer: Trainer, r: int, pseudo_set: PseudoLabelSet
     """What LSE round ``r`` records (step = round): kept images, coverage, accuracy, tau per
     class, and its diagnostics as ``lse/round_<r>.json``."""
     names = trainer.data["target"].class_names
-    metrics = {"lse/kept_images": len(pseudo_set.kept_images),
-               "lse/patches": pseudo_set.num_patches, "lse/fraction": pseudo_set.fraction,
-               "lse/coverage": pseudo_set.coverage, "lse/accuracy": pseudo_set.accuracy,
-               "lse/iteration": trainer.iteration}
-    metrics.update({f"lse/tau/{name.replace(' ', '_')}": float(t)
+    metrics = {f"{LSE}{k}": v for k, v in {
+        "kept_images": len(pseudo_set.kept_images), "patches": pseudo_set.num_patches,
+        "fraction": pseudo_set.fraction, "coverage": pseudo_set.coverage,
+        "accuracy": pseudo_set.accuracy, "iteration": trainer.iteration}.items()}
+    metrics.update({f"{LSE}tau/{name.replace(' ', '_')}": float(t)
                     for name, t in zip(names, pseudo_set.tau.tolist(), strict=True)})
     diagnostics = {**pseudo_set.diagnostics(), "class_names": list(names),
                    "iteration": trainer.iteration}
