@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ripu.config import Config, params_hash
-from ripu.environment import environment_tags
+from ripu.environment import environment_tags, git_revision
 from ripu.kinds import get_kind
 from ripu.record_names import (
     BUDGET_TAG,
@@ -26,7 +26,6 @@ from ripu.record_names import (
     SEED_TAG,
     STRATEGY_TAG,
 )
-from ripu.tracking import git_revision
 
 REPO = Path(__file__).resolve().parents[1]
 
