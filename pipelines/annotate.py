@@ -24,6 +24,7 @@ from ripu.config import Config
 from ripu.engine.trainer import run_trial
 from ripu.engine.trial_dir import TrialDir
 from ripu.errors import ConfigError
+from ripu.record_names import MIOU
 from ripu.starts import start_of
 from ripu.warmups import trial_inits
 
@@ -47,7 +48,7 @@ def run(root: Path, cfg: Config) -> None:
             except AwaitingLabels as wait:
                 waiting.append(wait)
                 continue
-        print(f"{trial.name}: finished, val mIoU {100 * done['miou']:.2f}", flush=True)
+        print(f"{trial.name}: finished, val mIoU {100 * done[MIOU]:.2f}", flush=True)
     for wait in waiting:
         print(wait, flush=True)
     if waiting:

@@ -14,9 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ripu.config import Config, apply_overrides, load_config
+from ripu.environment import git_revision
 from ripu.errors import ConfigError, RipuError, exit_status
 from ripu.experiments import Experiment, load_experiment
-from ripu.tracking import absolute_uri, git_revision
+from ripu.tracking import absolute_uri
 
 PARAMS = "params.yaml"
 WARMUPS = Path("models")  # warm-up <name> of experiment <exp>: models/<exp>/<name>.pt

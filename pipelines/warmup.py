@@ -40,11 +40,12 @@ from ripu.errors import ConfigError
 from ripu.experiments import Experiment
 from ripu.io import atomic_path, write_json
 from ripu.kinds import get_kind
+from ripu.record_names import EXPERIMENT_TAG, KIND_TAG, MIOU, TRIAL_TAG
 from ripu.starts import start_of
 from ripu.trial import miou_metrics
 from ripu.warmups import Warmup, model_signature, warmup_path
 
-TAGS = {"ripu.kind": "warmup"}
+TAGS = {KIND_TAG: "warmup"}
 
 
 def needed(exp: Experiment) -> list[Warmup]:
@@ -68,7 +69,7 @@ def train(cfg: Config, trial_dir: Path, run_name: str, tags: dict[str, str]
 def build(root: Path, experiment: str, warmup: Warmup) -> dict[str, Any]:
     """Train ``warmup`` and write its checkpoint; its metrics (val mIoU, iterations, seconds)."""
     trial_dir = root / WARMUP_TRIALS / experiment / warmup.name
-    tags = {**TAGS, "ripu.trial": warmup.name, "ripu.experiment": experiment}
+    tags = {**TAGS, TRIAL_TAG: warmup.name, EXPERIMENT_TAG: experiment}
     state, results = train(warmup.cfg, trial_dir, f"{experiment}/{warmup.name}", tags)
     with atomic_path(warmup_path(root / WARMUPS, experiment, warmup.name)) as tmp:
         torch.save({"model": state, **model_signature(warmup.cfg),
@@ -102,7 +103,7 @@ def imported(root: Path, experiment: str, warmup: Warmup, model: torch.nn.Module
 
 def report(experiment: str, name: str, metrics: dict[str, Any]) -> None:
     print(f"warmup {experiment}/{name}: {metrics['iterations']} iterations, val mIoU "
-          f"{100 * metrics['miou']:.2f} -> {warmup_path(WARMUPS, experiment, name)}")
+          f"{100 * metrics[MIOU]:.2f} -> {warmup_path(WARMUPS, experiment, name)}")
 
 
 def anatomy(exp: Experiment, warmup: Warmup, state: dict[str, torch.Tensor]
@@ -119,7 +120,7 @@ def anatomy(exp: Experiment, warmup: Warmup, state: dict[str, torch.Tensor]
     model = build_model_from(cfg, device)
     model.load_state_dict(state)
     target = build_datasets(cfg, augment=False, only=("target",))["target"]
-    return model_anatomy(model, target, device=device, batch_size=cfg.active.batch_size,
+    return model_anatomy(model, target, device=device, batch_size=cfg.train.infer_batch,
                          two_step=cfg.active.upsample == "two_step")
 
 
@@ -149,7 +150,7 @@ def run(root: Path, cfg: Config) -> None:
             metrics[warmup.name] = imported(root, exp.name, warmup, model, path)
             found = anatomy(exp, warmup, model.state_dict())
             print(f"warmup {exp.name}/{warmup.name}: imported {path}, val mIoU "
-                  f"{100 * metrics[warmup.name]['miou']:.2f}")
+                  f"{100 * metrics[warmup.name][MIOU]:.2f}")
         else:
             metrics[warmup.name] = build(root, exp.name, warmup)
             report(exp.name, warmup.name, metrics[warmup.name])

@@ -24,6 +24,7 @@ from ripu.engine.evaluate import EvalResult, evaluate
 from ripu.engine.selection import run_round
 from ripu.engine.trainer import run_trial
 from ripu.errors import RipuError
+from ripu.record_names import MIOU
 from ripu.report import build_report
 from ripu.sweep import run_sweep
 
@@ -101,7 +102,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     except AwaitingLabels as waiting:  # not a failure: run again with --resume once labelled
         print(waiting, flush=True)
         return WAITING_STATUS
-    print(f"final mIoU {100 * result['miou']:.2f} ({args.out})")
+    print(f"final mIoU {100 * result[MIOU]:.2f} ({args.out})")
     return 0
 
 

@@ -27,6 +27,7 @@ from pydantic import AfterValidator, ConfigDict, Field, Strict, TypeAdapter, Val
 from pydantic.dataclasses import dataclass
 
 from ripu import names
+from ripu.archs import ARCHS
 from ripu.errors import ConfigError
 from ripu.kinds import get_kind, kind_names
 
@@ -49,7 +50,7 @@ OpenUnit = Annotated[Float, Field(gt=0, le=1)]  # (0, 1]
 Size = tuple[Int, Int]  # (W, H)
 
 # Names the registries hold.
-Arch = Literal[names.ARCHS]  # type: ignore[valid-type]
+Arch = Literal[tuple(ARCHS)]  # type: ignore[valid-type]
 Backbone = Literal[names.BACKBONES]  # type: ignore[valid-type]
 Dataset = Literal[names.DATASETS]  # type: ignore[valid-type]
 TargetDataset = Literal[names.TARGET_DATASETS]  # type: ignore[valid-type]
@@ -133,8 +134,8 @@ class ModelConfig:
     width: Pos = 1.0  # channel multiplier of an arch that has one (vgg16_fcn8s); 1: the paper's
 
     def __post_init__(self) -> None:
-        if self.width != 1.0 and not names.ARCH_TRAITS[self.arch].width:
-            scalable = [a for a, t in names.ARCH_TRAITS.items() if t.width]
+        if self.width != 1.0 and not ARCHS[self.arch].width:
+            scalable = [a for a, t in ARCHS.items() if t.width]
             raise Invalid("width", f"{self.width:g} needs an arch with a channel multiplier "
                                    f"({', '.join(scalable)}), model.arch is {self.arch}; "
                                    f"expected 1.0")
@@ -176,7 +177,7 @@ class ActiveConfig:
     rounds: PosInt = 5
     round_at: list[Float] = Field(  # fractions of optim.iters
         default_factory=lambda: [0.25, 0.30, 0.35, 0.40, 0.45])
-    batch_size: PosInt = 4  # inference batch for selection
+    batch_size: PosInt = 4  # inference batch for selection (others: train.infer_batch)
     select_size: Literal["train", "label"] = "train"  # score at data.target_size or label size
     # logits to the selection size: network output -> input size -> label size, as the
     # authors (core/active/build.py:113, :124), or directly (one bilinear step)
@@ -225,6 +226,9 @@ class TrainConfig:
     threads: NonNegInt = 0  # torch CPU threads (0: torch's default)
     eval_every: NonNegInt = 0  # 0: only at the end
     eval_flip: Bool = False
+    # images per forward pass of inference outside selection and evaluation: LSE's and the
+    # hybrid's pseudo-labels, people's draft labels, the warm-up's anatomy
+    infer_batch: PosInt = 4
     checkpoint_every: PosInt = 500
     log_every: PosInt = 50
     save_model: Bool = False  # log the final checkpoint to MLflow
@@ -538,6 +542,10 @@ def apply_overrides(cfg: Config, overrides: typing.Mapping[str, Any]) -> Config:
 # Sections left out of the hash while they hold their defaults, so that configs written
 # before the section existed keep their hash.
 OPTIONAL_SECTIONS = {"annotate": AnnotateConfig}
+# Keys that took over a use of an older key, left out of the hash while they equal it, so
+# that configs written before they existed keep their hash: inference outside selection
+# used active.batch_size before train.infer_batch.
+SUCCESSOR_KEYS = {"train.infer_batch": "active.batch_size"}
 
 
 def params_hash(cfg: Config, length: int = 12) -> str:
@@ -546,6 +554,10 @@ def params_hash(cfg: Config, length: int = 12) -> str:
     for name, default in OPTIONAL_SECTIONS.items():
         if plain.get(name) == to_dict(default()):
             del plain[name]
+    for key, older in SUCCESSOR_KEYS.items():
+        (section, name), (older_section, older_name) = key.split("."), older.split(".")
+        if plain[section][name] == plain[older_section][older_name]:
+            del plain[section][name]
     text = json.dumps(plain, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 

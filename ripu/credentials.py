@@ -6,7 +6,7 @@ credentials-file format, readable by its owner only). :func:`use_credentials` pu
 MLflow's client reads them (this process's environment); :func:`check_login` refuses, in one
 line, a server that does not accept them. A sweep hands them to its Ray trials as a
 :class:`Credentials` object, never in params, tags, the config or a log line: its ``repr``
-hides the password. Torch- and MLflow-free (MLflow is :mod:`ripu.tracking`'s).
+hides the password. Torch- and MLflow-free (MLflow is the :mod:`ripu.tracking` package's).
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """The software environment a run is made in: which lock file it was installed from (its
-SHA-256) and the installed versions of the packages results depend on most.
+SHA-256), the installed versions of the packages results depend on most, and the code's git
+revision (:func:`git_revision`).
 
 Every trial run and every sweep parent run carries :func:`environment_tags`; the sweep's
 parent also keeps the full ``pip freeze`` (:func:`pip_freeze`) as an artifact. A checkout's
@@ -15,12 +16,11 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+from ripu.record_names import LOCK_TAG, VERSION_TAG
 from ripu.starts import file_sha256  # hashed once per version of the file
 
 LOCK = Path(__file__).resolve().parents[1] / "requirements" / "ripu.lock"
 KEY_PACKAGES = ("torch", "ray", "mlflow", "dvc", "numpy")
-LOCK_TAG = "ripu.lock_sha256"
-VERSION_TAG = "ripu.version.{}"  # one tag per key package
 
 
 def lock_sha256(lock: Path = LOCK) -> str:
@@ -44,6 +44,18 @@ def environment_tags() -> dict[str, str]:
     """``ripu.lock_sha256`` and ``ripu.version.<package>`` for each of :data:`KEY_PACKAGES`."""
     return {LOCK_TAG: lock_sha256(),
             **{VERSION_TAG.format(p): installed_version(p) for p in KEY_PACKAGES}}
+
+
+def git_revision(cwd: str | Path | None = None) -> str:
+    """The git commit of ``cwd`` (with ``-dirty`` when modified), or "unknown"."""
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
+                             text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=cwd, capture_output=True, text=True, timeout=10).stdout.strip()
+        return rev + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
 
 
 def pip_freeze() -> str:

@@ -39,6 +39,7 @@ from ripu.config import Config, Int, Invalid, Str, apply_overrides, read_yaml, s
 from ripu.errors import ConfigError
 from ripu.kinds import get_kind
 from ripu.names import STRATEGY_MODES
+from ripu.record_names import MIOU, VAL
 from ripu.warmups import IMAGENET, INIT_KEY, Warmup, check_init, parse_warmups
 
 TOP_KEYS = ("name", "description", "base", "warmups", "init", "grid", "search")
@@ -237,7 +238,7 @@ class Search:
 
     num_samples: Annotated[Int, Field(ge=1, description="a positive integer")] = 1
     metric: Annotated[Str, Field(min_length=1, description="a metric name such as val/miou")] = (
-        "val/miou")
+        VAL + MIOU)
     mode: Annotated[Literal["min", "max"], Field(description="min or max")] = "max"
     seed: Annotated[Int, Field(ge=0, description="a non-negative integer")] = 0  # sampling
     scheduler: Annotated[dict, AfterValidator(_scheduler)] = Field(

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from ripu.annotate import people_labels
+from ripu.annotate import PEOPLE_FILES, people_labels
 from ripu.data.labels import IGNORE_INDEX
 from ripu.engine.batches import TargetLabels
 from ripu.engine.trial_dir import TrialDir
@@ -28,6 +28,10 @@ if TYPE_CHECKING:
 class LabelSource:
     """No target labels in the batches' masks: none at all, every pixel (the upper bound),
     or labels the schedule hands the batches itself (LSE's patches)."""
+
+    # The masks folder's files a fresh attempt sets aside instead of deleting
+    # (TrialDir.prepare): people's labels and ledgers, whatever kind now runs in the folder.
+    kept_files: tuple[str, ...] = PEOPLE_FILES
 
     def __init__(self, cfg: Config, trial_dir: TrialDir) -> None:
         self.cfg = cfg
@@ -96,7 +100,7 @@ class SelectedAndPseudo(Selected):
         maps = full_pseudo_labels(trainer.model, target, round_index,
                                   num_classes=self.cfg.data.num_classes, p_base=lse.p_base,
                                   p_step=lse.p_step, rule=lse.rule, device=trainer.device,
-                                  batch_size=self.cfg.active.batch_size,
+                                  batch_size=self.cfg.train.infer_batch,
                                   progress=trainer.progress)
         masks = trainer.state.masks_for(target.ids)
         self.maps = {k: np.where(masks[k], IGNORE_INDEX, v).astype(np.uint8)

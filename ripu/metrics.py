@@ -8,6 +8,7 @@ import torch
 
 from ripu.data.labels import CLASSES_13, CLASSES_16, CLASSES_19, IGNORE_INDEX, MIOU13_IN_16
 from ripu.errors import RipuError
+from ripu.record_names import MIOU, MIOU13
 
 
 def confusion_matrix(
@@ -83,12 +84,12 @@ def summarize(conf: torch.Tensor, class_names: Sequence[str]) -> dict:
                         "confusion matrix; expected one name per class")
     iou = iou_per_class(conf).cpu()
     summary: dict = {
-        "miou": miou(iou),
+        MIOU: miou(iou),
         "pixel_accuracy": pixel_accuracy(conf),
         "iou": {name: float(v) for name, v in zip(class_names, iou.tolist(), strict=True)},
     }
     if len(class_names) == 16:
-        summary["miou13"] = miou(iou, MIOU13_IN_16)
+        summary[MIOU13] = miou(iou, MIOU13_IN_16)
     return summary
 
 

@@ -1,37 +1,14 @@
 """Names held by the torch-backed registries, importable without torch.
 
-Configs check ``model.arch``, ``model.backbone``, ``data.source``, ``data.target`` and
-``active.strategy`` (and trial names the strategy's mode) against these, so loading a params file imports no torch. Each tuple
-lists exactly its registry's keys (tests/test_config.py checks it): add a model, dataset or
-strategy to its registry and its name here. Trial kinds need no copy: ``ripu.kinds`` is
-torch-free.
+Configs check ``model.backbone``, ``data.source``, ``data.target`` and ``active.strategy``
+(and trial names the strategy's mode) against these, so loading a params file imports no
+torch. Each tuple lists exactly its registry's keys (tests/test_config.py checks it): add a
+backbone, dataset or strategy to its registry and its name here. Trial kinds and architectures need no copy:
+``ripu.kinds`` and ``ripu.archs`` are torch-free.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
-
-class ArchTraits(NamedTuple):
-    """What configs and starts need to know of an architecture of ripu.models.MODELS.
-
-    ``resnet``: ``model.backbone`` picks its torchvision ResNet. ``imagenet``: it starts from
-    ImageNet weights (``model.pretrained``). ``width``: ``model.width`` scales its channels.
-    """
-
-    resnet: bool
-    imagenet: bool
-    width: bool
-
-
-# ripu.models.MODELS (the first is the default).
-ARCH_TRAITS: dict[str, ArchTraits] = {
-    "small": ArchTraits(resnet=False, imagenet=False, width=False),
-    "deeplabv2": ArchTraits(resnet=True, imagenet=True, width=False),
-    "deeplabv3plus": ArchTraits(resnet=True, imagenet=True, width=False),
-    "vgg16_fcn8s": ArchTraits(resnet=False, imagenet=True, width=True),
-}
-ARCHS: tuple[str, ...] = tuple(ARCH_TRAITS)
 # ripu.models.BACKBONES.
 BACKBONES: tuple[str, ...] = ("resnet101", "resnet50")
 # torch.optim classes a config may name (ripu.engine.optim.OPTIMIZERS).

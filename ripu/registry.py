@@ -18,6 +18,12 @@ from ripu.errors import ConfigError, RipuError
 T = TypeVar("T")
 
 
+def load(location: str) -> Any:
+    """The attribute a ``"package.module:attribute"`` location names, its module imported."""
+    module, _, attribute = location.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
 class Registry(MutableMapping[str, T], Generic[T]):
     """``what`` -> entries by name, in registration order (see the module docstring)."""
 
@@ -41,8 +47,7 @@ class Registry(MutableMapping[str, T], Generic[T]):
             raise self.error(f"unknown {self.what} {name!r}, expected one of "
                              f"{', '.join(sorted(self._entries))}") from None
         if isinstance(entry, str) and ":" in entry:
-            module, _, attribute = entry.partition(":")
-            entry = self._entries[name] = getattr(importlib.import_module(module), attribute)
+            entry = self._entries[name] = load(entry)
         return entry
 
     def __setitem__(self, name: str, entry: T | str) -> None:

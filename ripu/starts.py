@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from ripu.archs import ARCHS
 from ripu.config import Config
-from ripu.names import ARCH_TRAITS
+from ripu.record_names import START_SHA256_TAG, START_TAG
 
 IMAGENET = "imagenet"
 
@@ -38,7 +39,7 @@ class Start:
 
     def tags(self) -> dict[str, str]:
         """The MLflow tags a trial's run carries: ``ripu.start``, ``ripu.start_sha256``."""
-        return {"ripu.start": self.name, "ripu.start_sha256": self.sha256 or ""}
+        return {START_TAG: self.name, START_SHA256_TAG: self.sha256 or ""}
 
 
 @lru_cache(maxsize=64)
@@ -62,6 +63,6 @@ def start_of(cfg: Config, init: str | Path | None = None) -> Start:
     builds it). The file must exist (callers check it first)."""
     if init is not None:
         return Start(Path(init).stem, str(init), file_sha256(init))
-    if ARCH_TRAITS[cfg.model.arch].imagenet and cfg.model.pretrained:
+    if ARCHS[cfg.model.arch].imagenet and cfg.model.pretrained:
         return Start(IMAGENET, cfg.model.pretrained, file_sha256(cfg.model.pretrained))
     return Start(IMAGENET, None, None)

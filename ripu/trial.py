@@ -14,9 +14,18 @@ from pathlib import Path
 from typing import Any
 
 from ripu.config import Config, params_hash
-from ripu.environment import environment_tags
+from ripu.environment import environment_tags, git_revision
 from ripu.kinds import get_kind
-from ripu.tracking import git_revision
+from ripu.record_names import (
+    BUDGET_TAG,
+    GIT_REVISION_TAG,
+    KIND_TAG,
+    MIOU,
+    PARAMS_HASH_TAG,
+    POINTS_TAG,
+    SEED_TAG,
+    STRATEGY_TAG,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -70,7 +79,7 @@ def selection(cfg: Config) -> Selection:
 def miou_metrics(summary: Mapping[str, Any]) -> dict[str, float]:
     """The mIoU values of an evaluation summary or results (``miou``, ``miou13``)."""
     return {k: float(v) for k, v in summary.items()
-            if k.startswith("miou") and isinstance(v, float)}
+            if k.startswith(MIOU) and isinstance(v, float)}
 
 
 def revision() -> str:
@@ -86,12 +95,12 @@ def trial_tags(cfg: Config) -> dict[str, str]:
     """
     s = selection(cfg)
     return {
-        "ripu.kind": cfg.train.kind,
-        "ripu.strategy": s.strategy or cfg.train.kind,
-        "ripu.budget": str(s.budget),
-        "ripu.points": str(s.points),
-        "ripu.seed": str(cfg.seed),
-        "ripu.params_hash": trial_config_hash(cfg),
-        "ripu.git_revision": revision(),
+        KIND_TAG: cfg.train.kind,
+        STRATEGY_TAG: s.strategy or cfg.train.kind,
+        BUDGET_TAG: str(s.budget),
+        POINTS_TAG: str(s.points),
+        SEED_TAG: str(cfg.seed),
+        PARAMS_HASH_TAG: trial_config_hash(cfg),
+        GIT_REVISION_TAG: revision(),
         **environment_tags(),
     }

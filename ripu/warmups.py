@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ripu.archs import ARCHS
 from ripu.config import Config, apply_overrides
 from ripu.engine.checkpoint import open_checkpoint
 from ripu.errors import ConfigError, RipuError
 from ripu.kinds import get_kind
-from ripu.names import ARCH_TRAITS
 from ripu.starts import IMAGENET
 
 INIT_KEY = "init"
@@ -92,7 +92,7 @@ def check_init(value: Any, warmups: Mapping[str, Warmup], where: str) -> str:
 
 def check_imagenet(cfg: Config, where: str) -> None:
     """A row that starts from ImageNet weights must name the weights file."""
-    if ARCH_TRAITS[cfg.model.arch].imagenet and not cfg.model.pretrained:
+    if ARCHS[cfg.model.arch].imagenet and not cfg.model.pretrained:
         raise ConfigError(f"{where}: init {IMAGENET} needs model.pretrained (a local ImageNet "
                           f"weights file for {cfg.model.arch}), got null")
 
@@ -106,7 +106,7 @@ def model_signature(cfg: Config) -> dict[str, Any]:
     """What an init checkpoint must match: ``{"arch", "backbone", "num_classes"}``
     (``backbone`` None for a model without a ResNet backbone)."""
     m = cfg.model
-    return {"arch": m.arch, "backbone": m.backbone if ARCH_TRAITS[m.arch].resnet else None,
+    return {"arch": m.arch, "backbone": m.backbone if ARCHS[m.arch].resnet else None,
             "num_classes": cfg.data.num_classes}
 
 

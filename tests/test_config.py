@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ripu.archs import ARCHS, arch_of
 from ripu.config import (
     Config,
     apply_overrides,
@@ -143,9 +147,9 @@ def test_registry_names_are_the_registries_keys():
     from ripu import names
     from ripu.acquisition import STRATEGIES
     from ripu.data import DATASETS
-    from ripu.models import BACKBONES, MODELS
+    from ripu.models import BACKBONES
 
-    assert set(names.ARCHS) == set(MODELS) and set(names.BACKBONES) == set(BACKBONES)
+    assert set(names.BACKBONES) == set(BACKBONES)
     from ripu.data.transforms import NORMALIZATIONS
     from ripu.engine.optim import OPTIMIZERS
     assert set(names.OPTIMIZERS) == set(OPTIMIZERS)
@@ -155,8 +159,32 @@ def test_registry_names_are_the_registries_keys():
     assert set(names.GROUND_TRUTH_STRATEGIES) == {
         name for name, s in STRATEGIES.items() if s.uses_ground_truth}
     assert set(names.TARGET_DATASETS) <= set(names.DATASETS)
-    for arch in names.ARCHS:  # each name the config accepts builds
+
+    for arch in ARCHS:  # each name the config accepts builds
         assert config_from_dict({"model": {"arch": arch}}).model.arch == arch
+
+
+def test_each_architecture_is_registered_once_with_its_class_and_traits():
+    """An entry's location is its class, and the class knows its name and traits from it."""
+    from ripu.models import SegmentationModel, build_model
+
+    for name, arch in ARCHS.items():
+        cls = arch.model_class()
+        assert issubclass(cls, SegmentationModel) and cls.__name__ == arch.location.split(":")[1]
+        assert arch_of(cls) == name
+    assert build_model("small", 3).arch == "small"
+    with pytest.raises(ConfigError, match=r"^unknown model arch 'unet', expected one of "
+                                          r"deeplabv2, deeplabv3plus, small, vgg16_fcn8s$"):
+        ARCHS["unet"]
+
+
+def test_reading_an_architectures_traits_imports_no_torch():
+    code = ("import sys; from ripu.archs import ARCHS; "
+            "assert ARCHS['vgg16_fcn8s'].width and ARCHS['deeplabv2'].resnet; "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                         text=True, check=True).stdout
+    assert out.strip() == "False"
 
 
 @pytest.mark.integration
@@ -166,6 +194,22 @@ def test_loading_a_config_imports_no_torch():
     out = subprocess.run([sys.executable, "-c", code, str(REPO / "params.yaml")],
                          capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_inference_batch_keeps_the_hash_of_configs_from_before_it():
+    """train.infer_batch took over LSE's and people's use of active.batch_size: a config
+    where the two agree hashes as before the key existed, one where they differ does not;
+    only selection reads active.batch_size."""
+    same = apply_overrides(Config(), {"active.batch_size": 8, "train.infer_batch": 8})
+    plain = to_dict(same)
+    del plain["train"]["infer_batch"], plain["annotate"]
+    before = hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()[:12]
+    assert params_hash(same) == before
+    assert params_hash(apply_overrides(same, {"train.infer_batch": 2})) != before
+    readers = sorted(str(p.relative_to(REPO)) for p in [*(REPO / "ripu").rglob("*.py"),
+                                                        *(REPO / "pipelines").rglob("*.py")]
+                     if re.search(r"active\.batch_size|\ba\.batch_size", p.read_text()))
+    assert readers == ["ripu/config.py", "ripu/engine/selection.py"]
 
 
 def test_sections_are_frozen_and_replace_validates():

@@ -51,16 +51,34 @@ def _imports(tree: ast.AST):
 
 
 LOCATION = re.compile(r"^((?:ripu|pipelines)(?:\.\w+)+):\w+$")
+# Records whose location is data until their loader imports it (a lookup reads the record's
+# traits and imports nothing): record type -> the module whose code loads it.
+# ripu.archs.Arch: its class is imported by ripu.models.build_model (Arch.model_class).
+LOADED_BY = {"Arch": "ripu.models"}
+
+
+def _record_locations(tree: ast.AST) -> dict[int, str]:
+    """``{id(string node): loader}`` of the locations given to a :data:`LOADED_BY` record."""
+    return {id(arg): LOADED_BY[node.func.id] for node in ast.walk(tree)
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+            and node.func.id in LOADED_BY
+            for arg in [*node.args, *(k.value for k in node.keywords)]}
 
 
 def lazy_edges(root: Path, packages=PACKAGES) -> dict[str, set[str]]:
     """``{module: modules it names as registry locations}`` (``"ripu.schedules:ITERATIONS"``,
-    :mod:`ripu.registry`): imported when first looked up, so code the module runs too."""
+    :mod:`ripu.registry`): imported when first looked up, so code the module runs too. A
+    location a :data:`LOADED_BY` record holds is its loader's edge instead."""
     modules = module_files(root, packages)
-    return {name: {m.group(1) for node in ast.walk(ast.parse(path.read_text()))
-                   if isinstance(node, ast.Constant) and isinstance(node.value, str)
-                   and (m := LOCATION.match(node.value)) and m.group(1) in modules}
-            for name, path in modules.items()}
+    edges: dict[str, set[str]] = {name: set() for name in modules}
+    for name, path in modules.items():
+        tree = ast.parse(path.read_text())
+        records = _record_locations(tree)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) \
+                    and (m := LOCATION.match(node.value)) and m.group(1) in modules:
+                edges.setdefault(records.get(id(node), name), set()).add(m.group(1))
+    return edges
 
 
 def import_graph(root: Path, packages=PACKAGES):
@@ -174,3 +192,16 @@ def test_the_package_has_no_import_cycle():
 def test_no_module_imports_our_own_modules_inside_a_function():
     _, inside = import_graph(REPO)
     assert inside == [], "\n".join(f"{m}:{line} imports {t}" for m, line, t in inside)
+
+
+def test_an_architectures_class_is_loaded_by_its_loader_alone():
+    """The lazy edges of :data:`LOADED_BY` hold: only ``ripu.models`` calls
+    ``Arch.model_class``, so a module that looks up an architecture's traits (a config, the
+    data stage) does not depend on its class."""
+    calls = [(name, node.lineno) for name, path in module_files(REPO).items()
+             for node in ast.walk(ast.parse(path.read_text()))
+             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+             and node.func.attr == "model_class"]
+    assert calls and {name for name, _ in calls} == {LOADED_BY["Arch"]}, calls
+    edges = lazy_edges(REPO)
+    assert "ripu.models.small" in edges["ripu.models"] and not edges["ripu.archs"]

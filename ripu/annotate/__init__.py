@@ -15,7 +15,13 @@ from ripu.annotate.people import WAITING_STATUS, AwaitingLabels, PeopleLabels
 from ripu.config import Config
 from ripu.kinds import get_kind
 
-__all__ = ["WAITING_STATUS", "AnnotateError", "AwaitingLabels", "PeopleLabels", "people_labels"]
+__all__ = ["PEOPLE_FILES", "WAITING_STATUS", "AnnotateError", "AwaitingLabels", "PeopleLabels",
+           "people_labels"]
+
+# People's work in a trial's masks folder, as glob patterns: round labels
+# (round_labels.labels_path) and task ledgers (ledger.ledger_path). Never deleted: a trial
+# that starts afresh sets them aside (ripu.label_sources.LabelSource.kept_files).
+PEOPLE_FILES = ("labels_*.npz", "tasks_*.json")
 
 
 def people_labels(cfg: Config, masks_dir: Path, trial: str) -> PeopleLabels | None:

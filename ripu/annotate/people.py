@@ -88,7 +88,7 @@ class PeopleLabels:
         self.studio: Studio = connect(cfg.annotate)
         self.masks_dir, self.trial = Path(masks_dir), trial
         self.title = f"{cfg.annotate.project}/{trial}"
-        self.batch_size = cfg.active.batch_size
+        self.batch_size = cfg.train.infer_batch
         self._rounds: dict[int, dict[str, np.ndarray]] = {}
         self._headers: dict[int, dict[str, Any]] = {}
 

@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from ripu.annotate.pull import Answer
+from ripu.record_names import PEOPLE
 
-METRIC_PREFIX = "people/"
 COUNTS = ("tasks", "done", "skipped", "deleted", "empty", "pixels_labelled", "pixels_outside",
           "regions", "regions_unlabelled")
 
@@ -44,5 +44,5 @@ def report_line(h: dict[str, Any]) -> str:
 def round_metrics(h: dict[str, Any]) -> dict[str, float]:
     """A round's counts (its header) as the trial's metrics ``people/<count>``: lists (the
     deleted tasks, the empty annotations) by their length."""
-    return {METRIC_PREFIX + key: float(len(v) if isinstance(v := h.get(key, 0), list) else v)
+    return {PEOPLE + key: float(len(v) if isinstance(v := h.get(key, 0), list) else v)
             for key in COUNTS}

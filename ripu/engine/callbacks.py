@@ -11,6 +11,16 @@ from ripu.acquisition.state import LabelState
 from ripu.config import Config, dump_yaml, flatten
 from ripu.confusion_image import save_confusion_image
 from ripu.engine.trial_dir import RUN_ID_FILE, TrialDir
+from ripu.record_names import (
+    ACQ,
+    FINAL,
+    FINAL_IOU,
+    FINAL_ITERATIONS,
+    LABELLED_BOUNDARY_PX,
+    LABELLED_PX,
+    TARGET_PX,
+    VAL,
+)
 from ripu.tracking import Tracker, check_tracking, retry_for
 from ripu.trial import miou_metrics, trial_tags
 
@@ -101,9 +111,9 @@ class TrackingCallback(Callback):
     def on_round(self, trainer: Trainer, round_index: int, path: Path) -> None:
         stats = trainer.state.round_stats[-1] if trainer.state.round_stats else {}
         self.tracker.log_metrics({
-            "acq/labelled_fraction": trainer.state.labelled_fraction(),
-            "acq/round_fraction": float(stats.get("round_fraction", 0.0)),
-            "acq/iteration": trainer.iteration}, step=round_index)
+            f"{ACQ}labelled_fraction": trainer.state.labelled_fraction(),
+            f"{ACQ}round_fraction": float(stats.get("round_fraction", 0.0)),
+            f"{ACQ}iteration": trainer.iteration}, step=round_index)
         self._log_round(trainer, path)
 
     def _log_round(self, trainer: Trainer, path: Path, state=None) -> None:
@@ -130,24 +140,24 @@ class TrackingCallback(Callback):
             self.tracker.log_text(text, name)
 
     def on_eval(self, trainer: Trainer, result: EvalResult, step: int) -> None:
-        self.tracker.log_metrics({f"val/{k}": v for k, v in miou_metrics(result.summary).items()},
+        self.tracker.log_metrics({f"{VAL}{k}": v for k, v in miou_metrics(result.summary).items()},
                                  step)
 
     def on_before_checkpoint(self, trainer: Trainer, path: Path) -> None:
         self.tracker.flush(files=False)
 
     def on_end(self, trainer: Trainer, results: dict[str, Any], result: EvalResult) -> None:
-        metrics = {f"final/{k}": v for k, v in {**miou_metrics(results),
+        metrics = {f"{FINAL}{k}": v for k, v in {**miou_metrics(results),
                    "labelled_fraction": results["labelled_fraction"],
                    "seconds": results["seconds"]}.items()}
-        metrics.update({f"final/iou/{name.replace(' ', '_')}": v
+        metrics.update({f"{FINAL_IOU}{name.replace(' ', '_')}": v
                         for name, v in results["iou"].items()})
-        for key, prefix in (("labelled_pixels", "labelled_px"), ("target_pixels", "target_px")):
-            metrics.update({f"{prefix}/{name.replace(' ', '_')}": v
+        for key, prefix in (("labelled_pixels", LABELLED_PX), ("target_pixels", TARGET_PX)):
+            metrics.update({f"{prefix}{name.replace(' ', '_')}": v
                             for name, v in results.get(key, {}).items()})
         if "labelled_boundary_pixels" in results:  # ripu.anatomy: on ground-truth boundaries
-            metrics["labelled_boundary_px"] = results["labelled_boundary_pixels"]
-        metrics["final/iterations"] = results["iterations"]
+            metrics[LABELLED_BOUNDARY_PX] = results["labelled_boundary_pixels"]
+        metrics[FINAL_ITERATIONS] = results["iterations"]
         self.tracker.log_metrics(metrics, step=results["iterations"])
         confusion, names = result.confusion.cpu().clone(), trainer.data["val"].class_names
         self.tracker.log_file(lambda out: save_confusion_image(confusion, names, out),

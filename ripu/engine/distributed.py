@@ -46,6 +46,7 @@ from ripu.engine.trial_dir import TrialDir
 from ripu.errors import RipuError
 from ripu.kinds import get_kind
 from ripu.ray_cluster import start_ray
+from ripu.record_names import ITERATION, VAL
 from ripu.tracking import Tracker, check_tracking
 from ripu.trial import miou_metrics
 
@@ -92,11 +93,11 @@ class RayReport(Callback):
             tune.report(metrics)
 
     def on_log(self, trainer, metrics: dict[str, float], step: int) -> None:
-        self._report({**metrics, "iteration": step})
+        self._report({**metrics, ITERATION: step})
 
     def on_eval(self, trainer, result, step: int) -> None:
-        self._report({**{f"val/{k}": v for k, v in miou_metrics(result.summary).items()},
-                      "iteration": step})
+        self._report({**{f"{VAL}{k}": v for k, v in miou_metrics(result.summary).items()},
+                      ITERATION: step})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,7 +162,7 @@ def train_worker(cfg: Config, out_dir: str | Path, dist: DistContext, *,
         trainer.load_checkpoint()
     dist.barrier()
     if dist.is_main:
-        trial.prepare(cfg, resume)
+        trial.prepare(cfg, resume, trainer.labels.kept_files)
     shared = [cb for cb in callbacks or () if getattr(cb, "all_ranks", False)]
     own: list[Callback] = []
     if dist.is_main:

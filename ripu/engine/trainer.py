@@ -49,6 +49,7 @@ from ripu.engine.trial_dir import TrialDir
 from ripu.errors import TrainingDiverged, Waiting
 from ripu.kinds import get_kind
 from ripu.parts import label_source, run_schedule
+from ripu.record_names import MIOU, TRAIN, TRAIN_LR
 from ripu.starts import start_of
 from ripu.tracking import check_tracking
 from ripu.trial import miou_metrics, selection, trial_config_hash
@@ -213,8 +214,8 @@ class Trainer:
             if self.iteration % cfg.log_every == 0 or self.iteration == end:
                 means = {k: v / count for k, v in sums.items()}
                 bar.set_postfix({k: f"{v:.3f}" for k, v in means.items()}, refresh=False)
-                metrics = {f"train/{k}": v for k, v in means.items()}
-                metrics["train/lr"] = lr
+                metrics = {f"{TRAIN}{k}": v for k, v in means.items()}
+                metrics[TRAIN_LR] = lr
                 self.callbacks.on_log(self, self.dist.mean(metrics, self.device),
                                       self.iteration)
                 sums.clear()
@@ -283,7 +284,7 @@ class Trainer:
             "start": self.start.name, "start_sha256": self.start.sha256,
             "strategy": picked.strategy, "budget": picked.budget,
             "labelled_fraction": self.labelled_fraction(), "seconds": round(self.seconds, 3),
-            "miou": float(result.miou), **miou_metrics(result.summary),
+            MIOU: float(result.miou), **miou_metrics(result.summary),
             "iou": {name: None if math.isnan(v) else float(v)  # None: class absent in val
                     for name, v in zip(self.data["val"].class_names, result.iou.tolist(),
                                        strict=True)},
@@ -314,7 +315,7 @@ def run_trial(cfg: Config, out_dir: str | Path, *, init: str | Path | None = Non
     trainer = Trainer(cfg, trial.root, init=init, progress=progress, callbacks=callbacks or ())
     if resume and trial.checkpoint.is_file():
         trainer.load_checkpoint()  # refuses a checkpoint of another config
-    trial.prepare(cfg, resume)
+    trial.prepare(cfg, resume, trainer.labels.kept_files)
     if callbacks is None:
         trainer.callbacks = CallbackList([TrackingCallback.for_trial(cfg, trial.root,
                                                                      resume=resume)])

@@ -5,10 +5,10 @@ Layout of ``<root>``::
     config.yaml            the resolved config, written as each attempt starts
     checkpoints/last.pt    the trial checkpoint (ripu.engine.checkpoint)
     masks/round_<r>.npz    the label state after selection round r (ripu.acquisition.state)
-    masks/labels_<r>.npz   round r's labels from people, masks/tasks_<r>.json its task
-                           ledger (ripu.annotate; only when annotate.url is set)
-    masks/earlier/<n>/     those two of earlier attempts that started afresh, set aside
-    lse/round_<r>.pt       LSE round r's pseudo-label cache (ripu.selftrain.train)
+    masks/...              what a trial's label source writes there and keeps (its
+                           ``kept_files``: people's labels and task ledgers, ripu.annotate)
+    masks/earlier/<n>/     those kept files of earlier attempts that started afresh, set aside
+    <part>/round_<r>.pt    round r's cache of a schedule or label source (``round_cache``)
     results.json           the final results; present only when the trial finished
     mlflow_run_id.txt      the trial's MLflow run, continued on resume
 """
@@ -16,6 +16,7 @@ Layout of ``<root>``::
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,8 +29,6 @@ from ripu.io import write_json, write_text
 from ripu.trial import trial_config_hash
 
 RUN_ID_FILE = "mlflow_run_id.txt"
-# People's work in a trial folder (:mod:`ripu.annotate`): never deleted, set aside instead.
-PEOPLE_FILES = ("labels_*.npz", "tasks_*.json")
 
 
 @dataclass(frozen=True)
@@ -120,25 +119,26 @@ class TrialDir:
 
     # ------------------------------------------------------------------ writes
 
-    def prepare(self, cfg: Config, resume: bool) -> None:
+    def prepare(self, cfg: Config, resume: bool, kept_files: Sequence[str] = ()) -> None:
         """Create the folder and write ``config.yaml``. Without a checkpoint to resume from
-        (or without ``resume``) the files of an earlier attempt
-        (results, checkpoint, round files, LSE caches) are removed first, and its people's
-        labels and task ledgers are moved to ``masks/earlier/<n>/``: a fresh attempt may
-        select other pixels, so it pulls its rounds from Label Studio again (answers to the
-        same selection come back; tasks of another are refused there)."""
+        (or without ``resume``) the files of an earlier attempt (results, checkpoint, round
+        files, round caches) are removed first, and the masks folder's files matching the
+        glob patterns ``kept_files`` (the label source's: people's labels and task ledgers)
+        are moved to ``masks/earlier/<n>/``, never deleted: a fresh attempt may select other
+        pixels, so it must not read them as its own."""
         self.root.mkdir(parents=True, exist_ok=True)
         if not (resume and self.checkpoint.is_file()):
             for stale in [self.results_file, self.checkpoint,
                           *sorted(self.masks_dir.glob("round_*.npz")),
                           *sorted(self.root.glob("*/round_*.pt"))]:
                 stale.unlink(missing_ok=True)
-            self._set_aside_people_files()
+            self._set_aside(kept_files)
         write_text(self.config_file, dump_yaml(cfg))
 
-    def _set_aside_people_files(self) -> None:
-        """Move :data:`PEOPLE_FILES` of the masks folder into the next ``masks/earlier/<n>/``."""
-        files = [f for pattern in PEOPLE_FILES for f in sorted(self.masks_dir.glob(pattern))]
+    def _set_aside(self, kept_files: Sequence[str]) -> None:
+        """Move the masks folder's files matching ``kept_files`` into the next
+        ``masks/earlier/<n>/``."""
+        files = [f for pattern in kept_files for f in sorted(self.masks_dir.glob(pattern))]
         if not files:
             return
         earlier = self.masks_dir / "earlier"

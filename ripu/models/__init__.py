@@ -11,22 +11,9 @@ import os
 
 import torch
 
+from ripu.archs import ARCHS
 from ripu.errors import RipuError
 from ripu.models.common import RESNETS, SegmentationModel, load_pretrained
-from ripu.models.deeplabv2 import DeepLabV2
-from ripu.models.deeplabv3plus import DeepLabV3Plus
-from ripu.models.fcn8s import FCN8s
-from ripu.models.small import SmallSegNet
-from ripu.names import ARCH_TRAITS
-from ripu.registry import Registry
-
-MODELS: dict[str, type[SegmentationModel]] = {
-    "deeplabv2": DeepLabV2,
-    "deeplabv3plus": DeepLabV3Plus,
-    "small": SmallSegNet,
-    "vgg16_fcn8s": FCN8s,
-}
-"""Architecture name -> model class."""
 
 BACKBONES: tuple[str, ...] = tuple(RESNETS)
 
@@ -46,7 +33,7 @@ def build_model(
 
     ``backbone`` picks the ResNet of the DeepLab models ("resnet50" or "resnet101"); the
     "small" and "vgg16_fcn8s" networks have their own and ignore it (it is still validated).
-    ``width`` scales the channels of an arch whose traits allow it (``ripu.names``;
+    ``width`` scales the channels of an arch whose traits allow it (:data:`ripu.archs.ARCHS`;
     FCN-8s). ``pretrained`` is a local file of ImageNet weights or a full-model checkpoint (see
     :func:`ripu.models.common.load_pretrained`); nothing is ever downloaded. ``freeze_bn``
     freezes every BatchNorm layer (statistics and affine parameters; with
@@ -55,12 +42,12 @@ def build_model(
     initialised from ``seed`` without touching the global RNG. Raises RipuError for an
     unknown ``arch`` or ``backbone`` (listing the valid names) and for bad weights.
     """
-    model_class = Registry("model arch", MODELS, error=RipuError)[arch]
+    traits = ARCHS[arch]
+    model_class = traits.model_class()
     if backbone not in RESNETS:
         raise RipuError(f"unknown backbone {backbone!r}; expected one of {sorted(RESNETS)}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        traits = ARCH_TRAITS[arch]
         if traits.resnet:
             model = model_class(num_classes, backbone=backbone)
         elif traits.width:
@@ -74,7 +61,4 @@ def build_model(
     return model
 
 
-__all__ = [
-    "BACKBONES", "MODELS", "DeepLabV2", "DeepLabV3Plus", "FCN8s", "SegmentationModel",
-    "SmallSegNet", "build_model", "load_pretrained",
-]
+__all__ = ["BACKBONES", "SegmentationModel", "build_model", "load_pretrained"]

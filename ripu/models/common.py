@@ -12,6 +12,7 @@ import torchvision
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from ripu.archs import arch_of
 from ripu.errors import RipuError
 
 RESNETS: dict[str, Callable[..., torchvision.models.ResNet]] = {
@@ -49,7 +50,6 @@ class SegmentationModel(nn.Module):
         forward: ``(N, 3, H, W) -> (N, num_classes, ceil(H / output_stride), ...)``
     """
 
-    arch: str = ""
     output_stride: int = 1
     backbone: nn.Module
     classifier: nn.Module
@@ -60,6 +60,11 @@ class SegmentationModel(nn.Module):
             raise RipuError(f"num_classes must be a positive integer, got {num_classes}")
         self.num_classes = num_classes
         self.bn_frozen = False
+
+    @property
+    def arch(self) -> str:
+        """The name this class is registered under in :data:`ripu.archs.ARCHS` ("" if none)."""
+        return arch_of(type(self))
 
     # -- BatchNorm ---------------------------------------------------------------------------
     def batchnorms(self) -> Iterator[_BatchNorm]:

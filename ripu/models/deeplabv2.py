@@ -43,7 +43,6 @@ class DeepLabV2(SegmentationModel):
         ``(N, 3, H, W) -> (N, num_classes, ceil(H/8), ceil(W/8))``
     """
 
-    arch = "deeplabv2"
     output_stride = 8
 
     def __init__(

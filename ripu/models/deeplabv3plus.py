@@ -76,7 +76,6 @@ class DeepLabV3Plus(SegmentationModel):
         ``(N, 3, H, W) -> (N, num_classes, ceil(H/4), ceil(W/4))``
     """
 
-    arch = "deeplabv3plus"
     output_stride = 4
 
     def __init__(

@@ -117,7 +117,6 @@ class FCN8s(SegmentationModel):
         ``(N, 3, H, W) -> (N, num_classes, H, W)``
     """
 
-    arch = "vgg16_fcn8s"
     output_stride = 1
 
     def __init__(self, num_classes: int, width: float = 1.0) -> None:

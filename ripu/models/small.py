@@ -92,7 +92,6 @@ class SmallSegNet(SegmentationModel):
         ``(N, 3, H, W) -> (N, num_classes, ceil(H/4), ceil(W/4))``
     """
 
-    arch = "small"
     output_stride = 4
 
     def __init__(

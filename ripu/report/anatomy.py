@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from ripu.kinds import get_kind
-from ripu.report.classes import LABELLED
+from ripu.record_names import LABELLED_PX
 from ripu.report.names import group_name
 from ripu.report.tables import markdown_table, several_networks
 
@@ -30,7 +30,7 @@ def boundary_shares(runs: Sequence[Any], results: pd.DataFrame) -> pd.DataFrame:
         m = metrics[row.run_id]
         if not get_kind(row.kind).selects or BOUNDARY not in m:
             continue
-        labelled = sum(int(round(v)) for k, v in m.items() if k.startswith(LABELLED))
+        labelled = sum(int(round(v)) for k, v in m.items() if k.startswith(LABELLED_PX))
         groups.setdefault((row.method, row.budget_label, row.network), []).append(
             (labelled, int(round(m[BOUNDARY]))))
     several = several_networks(results)

@@ -15,10 +15,10 @@ from typing import Any
 import pandas as pd
 
 from ripu.kinds import get_kind
+from ripu.record_names import LABELLED_PX, TARGET_PX
 from ripu.report.names import group_name, metric_class, order_classes
 from ripu.report.tables import several_networks
 
-LABELLED, TARGET = "labelled_px/", "target_px/"
 TARGET_GROUP = "target"
 COLUMNS = ("group", "method", "budget_label", "network", "runs", "class", "pixels", "share")
 
@@ -38,11 +38,11 @@ def labelled_class_shares(runs: Sequence[Any], results: pd.DataFrame) -> pd.Data
     groups: dict[tuple[str, str, str], list[Counter]] = {}
     target: list[Counter] = []
     for row in results.itertuples(index=False):
-        labelled = _counts(metrics[row.run_id], LABELLED)
+        labelled = _counts(metrics[row.run_id], LABELLED_PX)
         if not get_kind(row.kind).selects or not labelled:
             continue
         groups.setdefault((row.method, row.budget_label, row.network), []).append(labelled)
-        target.append(_counts(metrics[row.run_id], TARGET))
+        target.append(_counts(metrics[row.run_id], TARGET_PX))
     several = several_networks(results)
     parts = ([(TARGET_GROUP, "", "", "", target)] if any(target) else []) + [
         (group_name(m, b, n if several else ""), m, b, n, counts)

@@ -14,10 +14,29 @@ from typing import Any
 
 import pandas as pd
 
-from ripu.environment import LOCK_TAG
+from ripu.archs import ARCHS
 from ripu.errors import RipuError
 from ripu.kinds import KINDS, get_kind
-from ripu.names import ARCH_TRAITS
+from ripu.record_names import (
+    BUDGET_TAG,
+    FINAL_IOU,
+    FINAL_LABELLED_FRACTION,
+    FINAL_MIOU,
+    FINAL_MIOU13,
+    FINAL_SECONDS,
+    GIT_REVISION_TAG,
+    KIND_TAG,
+    LOCK_TAG,
+    PARAMS_HASH_TAG,
+    POINTS_TAG,
+    RUN_NAME_TAG,
+    SEED_TAG,
+    START_SHA256_TAG,
+    START_TAG,
+    STRATEGY_TAG,
+    SWEEP_TAG,
+    TRIAL_TAG,
+)
 from ripu.report.names import budget_label, is_point_strategy, method_id, order_classes
 from ripu.tracking import read_artifact_text
 
@@ -49,18 +68,18 @@ def _finished(run: Any) -> bool:
 
 
 def _is_sweep(run: Any) -> bool:
-    return tags(run).get("ripu.sweep") == "1"
+    return tags(run).get(SWEEP_TAG) == "1"
 
 
 def _is_trial(run: Any) -> bool:
     """A trial of a registered kind (warm-ups are not one) with a final mIoU."""
-    return (tags(run).get("ripu.kind") in KINDS and not _is_sweep(run)
-            and "final/miou" in run.data.metrics)
+    return (tags(run).get(KIND_TAG) in KINDS and not _is_sweep(run)
+            and FINAL_MIOU in run.data.metrics)
 
 
 def trial_name(run: Any) -> str:
     t = tags(run)
-    return t.get("ripu.trial") or t.get("mlflow.runName") or run.info.run_id
+    return t.get(TRIAL_TAG) or t.get(RUN_NAME_TAG) or run.info.run_id
 
 
 def _read_trials_json(uri: str, run_id: str) -> dict[str, str]:
@@ -87,8 +106,8 @@ def select_runs(runs: Sequence[Any], uri: str) -> Selection:
         wanted = _read_trials_json(uri, parent.info.run_id)
         chosen, missing = [], []
         for name in sorted(wanted):
-            match = next((r for r in trials if tags(r).get("ripu.trial") == name
-                          and tags(r).get("ripu.params_hash") == wanted[name]), None)
+            match = next((r for r in trials if tags(r).get(TRIAL_TAG) == name
+                          and tags(r).get(PARAMS_HASH_TAG) == wanted[name]), None)
             if match is None:
                 missing.append(name)
             else:
@@ -110,7 +129,7 @@ def _number(run: Any, tag: str, default: str, cast: type) -> Any:
 
 def _network(params: dict[str, str]) -> str:
     arch = params.get("model.arch", "")
-    traits = ARCH_TRAITS.get(arch)
+    traits = ARCHS.get(arch)
     if traits is not None and traits.resnet and params.get("model.backbone"):
         return f"{arch}/{params['model.backbone']}"
     return arch
@@ -118,10 +137,10 @@ def _network(params: dict[str, str]) -> str:
 
 def _row(run: Any, experiment: str) -> dict[str, Any]:
     t, metrics = tags(run), dict(run.data.metrics)
-    kind = t["ripu.kind"]
-    strategy = t.get("ripu.strategy", kind)
-    budget = _number(run, "ripu.budget", "0", float)
-    points = _number(run, "ripu.points", "0", int)
+    kind = t[KIND_TAG]
+    strategy = t.get(STRATEGY_TAG, kind)
+    budget = _number(run, BUDGET_TAG, "0", float)
+    points = _number(run, POINTS_TAG, "0", int)
     try:
         method, label = method_id(kind, strategy), budget_label(kind, strategy, budget, points)
     except RipuError as exc:
@@ -129,19 +148,19 @@ def _row(run: Any, experiment: str) -> dict[str, Any]:
     row = {
         "experiment": experiment, "trial": trial_name(run), "kind": kind,
         "strategy": strategy, "method": method, "budget": budget, "points": points,
-        "budget_label": label, "seed": _number(run, "ripu.seed", "-1", int),
+        "budget_label": label, "seed": _number(run, SEED_TAG, "-1", int),
         "network": _network(run.data.params),
-        "labelled_fraction": metrics.get("final/labelled_fraction", math.nan),
-        "miou": metrics["final/miou"],
+        "labelled_fraction": metrics.get(FINAL_LABELLED_FRACTION, math.nan),
+        "miou": metrics[FINAL_MIOU],
     }
-    if "final/miou13" in metrics:
-        row["miou13"] = metrics["final/miou13"]
-    row.update({f"iou_{k[len('final/iou/'):]}": v for k, v in metrics.items()
-                if k.startswith("final/iou/")})
-    row.update({"seconds": metrics.get("final/seconds", math.nan),
-                "start": t.get("ripu.start", ""), "start_sha256": t.get("ripu.start_sha256", ""),
-                "params_hash": t.get("ripu.params_hash", ""),
-                "git_revision": t.get("ripu.git_revision", ""),
+    if FINAL_MIOU13 in metrics:
+        row["miou13"] = metrics[FINAL_MIOU13]
+    row.update({f"iou_{k[len(FINAL_IOU):]}": v for k, v in metrics.items()
+                if k.startswith(FINAL_IOU)})
+    row.update({"seconds": metrics.get(FINAL_SECONDS, math.nan),
+                "start": t.get(START_TAG, ""), "start_sha256": t.get(START_SHA256_TAG, ""),
+                "params_hash": t.get(PARAMS_HASH_TAG, ""),
+                "git_revision": t.get(GIT_REVISION_TAG, ""),
                 "lock_sha256": t.get(LOCK_TAG, ""), "run_id": run.info.run_id})
     return row
 

@@ -23,6 +23,7 @@ from ripu.engine.checkpoint import read_checkpoint
 from ripu.engine.schedule import poly_lr
 from ripu.errors import RipuError
 from ripu.io import atomic_path
+from ripu.record_names import LSE
 from ripu.selftrain.lse import Box, Patch
 from ripu.selftrain.runner import PatchDataset, PseudoLabelSet, build_pseudo_labels
 from ripu.trial import trial_config_hash
@@ -134,7 +135,7 @@ def _round_labels(trainer: Trainer, r: int) -> LSERound:
         trainer.model, trainer.data["target"], r, num_classes=cfg.data.num_classes,
         p_base=lse.p_base, p_step=lse.p_step, rule=lse.rule, n_patches=lse.patches,
         scale=lse.scale, seed=cfg.seed, device=trainer.device,
-        batch_size=cfg.active.batch_size, progress=trainer.progress)
+        batch_size=cfg.train.infer_batch, progress=trainer.progress)
     n = round_iterations(len(ps.kept_images), lse.epochs, lse.patches, cfg.optim.batch_target)
     rnd = LSERound(ps, start=trainer.iteration, iterations=n, config_hash=config_hash)
     save_round(path, rnd)
@@ -182,11 +183,11 @@ def round_record(trainer: Trainer, r: int, pseudo_set: PseudoLabelSet
     """What LSE round ``r`` records (step = round): kept images, coverage, accuracy, tau per
     class, and its diagnostics as ``lse/round_<r>.json``."""
     names = trainer.data["target"].class_names
-    metrics = {"lse/kept_images": len(pseudo_set.kept_images),
-               "lse/patches": pseudo_set.num_patches, "lse/fraction": pseudo_set.fraction,
-               "lse/coverage": pseudo_set.coverage, "lse/accuracy": pseudo_set.accuracy,
-               "lse/iteration": trainer.iteration}
-    metrics.update({f"lse/tau/{name.replace(' ', '_')}": float(t)
+    metrics = {f"{LSE}{k}": v for k, v in {
+        "kept_images": len(pseudo_set.kept_images), "patches": pseudo_set.num_patches,
+        "fraction": pseudo_set.fraction, "coverage": pseudo_set.coverage,
+        "accuracy": pseudo_set.accuracy, "iteration": trainer.iteration}.items()}
+    metrics.update({f"{LSE}tau/{name.replace(' ', '_')}": float(t)
                     for name, t in zip(names, pseudo_set.tau.tolist(), strict=True)})
     diagnostics = {**pseudo_set.diagnostics(), "class_names": list(names),
                    "iteration": trainer.iteration}

@@ -18,6 +18,7 @@ from typing import Any
 from ripu.environment import environment_tags, pip_freeze
 from ripu.experiments import Experiment
 from ripu.io import write_text
+from ripu.record_names import EXPERIMENT_TAG, GIT_REVISION_TAG, SWEEP_TAG
 from ripu.tracking import Tracker, experiment_id, list_runs
 from ripu.trial import revision, trial_config_hash
 
@@ -42,7 +43,7 @@ def open_parent_run(uri: str, exp: Experiment, out_root: Path, known: dict[str, 
                     info: dict[str, Any]) -> Tracker:
     """Create, or continue, the sweep's parent run; record its id in the trial-folder root."""
     experiment_id(uri, exp.name)
-    tags = {"ripu.sweep": "1", "ripu.experiment": exp.name, "ripu.git_revision": revision(),
+    tags = {SWEEP_TAG: "1", EXPERIMENT_TAG: exp.name, GIT_REVISION_TAG: revision(),
             **environment_tags()}
     parent = Tracker(uri, exp.name, run_id=read_id(out_root / PARENT_ID_FILE, known),
                      run_name=f"sweep-{exp.name}", tags=tags)

@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ripu.record_names import FINAL_MIOU, FINAL_SECONDS, SKIPPED
+
 
 def start_line(name: str, counts: dict[str, int]) -> str:
     """``sweep NAME: 36 trials, 10 finished earlier, 2 to resume, 24 to start``."""
@@ -26,11 +28,11 @@ def trial_line(done: int, total: int, trial: str, result: dict[str, Any],
     head = f"[{done}/{total}] {trial}:"
     if error is not None:
         return f"{head} failed ({error})"
-    miou, seconds = result.get("final/miou"), result.get("final/seconds")
+    miou, seconds = result.get(FINAL_MIOU), result.get(FINAL_SECONDS)
     text = f"{head} mIoU {100 * miou:.2f}%" if miou is not None else f"{head} stopped"
     if seconds is not None:
         text += f", {seconds:.1f} s"
-    return text + (" (finished earlier)" if result.get("ripu/skipped") else "")
+    return text + (" (finished earlier)" if result.get(SKIPPED) else "")
 
 
 def trial_log(total: int, done_before: int, bar: bool):

@@ -29,6 +29,7 @@ from ripu.engine.trial_dir import TrialDir
 from ripu.errors import RipuError
 from ripu.experiments import Experiment, Trial, load_experiment
 from ripu.models.common import check_weights_file
+from ripu.record_names import ERROR_TAG, ITERATION, STOPPED_EARLY_TAG, TRAIN, VAL
 from ripu.starts import Start, start_of
 from ripu.sweep.parent_run import (
     abandon_parent_run,
@@ -202,13 +203,13 @@ def _collect(exp: Experiment, todo: list[Trial], grid, out_root: Path, uri: str,
             row.update(status="failed", error=errors[t.name])
             failed.append(t.name)
             close_trial_run(uri, read_id(folder.run_id_file, known), "FAILED",
-                            {"ripu.error": errors[t.name]})
+                            {ERROR_TAG: errors[t.name]})
         elif exp.search is not None and exp.search.scheduler["name"] != "fifo":
             metrics = last.get(t.name, {})
-            row.update({k: v for k, v in metrics.items() if k.startswith(("val/", "train/"))},
-                       status="stopped", iterations=metrics.get("iteration", 0))
+            row.update({k: v for k, v in metrics.items() if k.startswith((VAL, TRAIN))},
+                       status="stopped", iterations=metrics.get(ITERATION, 0))
             close_trial_run(uri, read_id(folder.run_id_file, known), "KILLED",
-                            {"ripu.stopped_early": "1"})
+                            {STOPPED_EARLY_TAG: "1"})
         else:  # neither finished nor failed: the sweep was interrupted
             row.update(status="failed", error="did not finish (interrupted?)")
             failed.append(t.name)

@@ -28,6 +28,7 @@ from ripu.engine.distributed import trial_resources
 from ripu.errors import RipuError
 from ripu.experiments import Experiment, Trial
 from ripu.ray_cluster import start_ray
+from ripu.record_names import ITERATION
 from ripu.starts import Start
 from ripu.sweep.progress import trial_log
 from ripu.sweep.trial import trial_main
@@ -110,7 +111,7 @@ def _scheduler(exp: Experiment, max_t: int):
 
     opts = {k: v for k, v in exp.search.scheduler.items() if k != "name"}
     # stop_last_trials=False: a trial that reaches max_t finishes (final evaluation, results).
-    return ASHAScheduler(time_attr="iteration", metric=exp.search.metric, mode=exp.search.mode,
+    return ASHAScheduler(time_attr=ITERATION, metric=exp.search.metric, mode=exp.search.mode,
                          max_t=int(opts.pop("max_t", max_t)), stop_last_trials=False, **opts)
 
 

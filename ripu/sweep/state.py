@@ -25,6 +25,7 @@ from typing import Any
 
 from ripu.config import Config
 from ripu.engine.trial_dir import TrialDir
+from ripu.record_names import FINAL, FINAL_MIOU, ITERATION, MIOU, START_SHA256_TAG, VAL
 
 
 class Plan(enum.Enum):
@@ -42,8 +43,8 @@ def committed(results: dict[str, Any], run: Any | None) -> bool:
     second half of the completion commit."""
     if run is None or run.info.status != "FINISHED":
         return False
-    logged = run.data.metrics.get("final/miou")
-    return logged is not None and math.isclose(logged, float(results["miou"]),
+    logged = run.data.metrics.get(FINAL_MIOU)
+    return logged is not None and math.isclose(logged, float(results[MIOU]),
                                                rel_tol=0.0, abs_tol=1e-12)
 
 
@@ -63,13 +64,13 @@ def plan(out: Path, cfg: Config, start: str | None, run: Any | None) -> Plan:
 def same_start(run: Any | None, start: str | None) -> bool:
     """Whether ``run`` (an MLflow run or None) was logged from the start ``start``: a trial
     rerun from another start gets a new run (its tag ``ripu.start_sha256``)."""
-    return run is None or run.data.tags.get("ripu.start_sha256", "") == (start or "")
+    return run is None or run.data.tags.get(START_SHA256_TAG, "") == (start or "")
 
 
 def final_metrics(results: dict[str, Any]) -> dict[str, Any]:
     """The metrics a finished trial reports to Ray Tune, from its results.json."""
-    out = {f"final/{k}": v for k, v in results.items()
-           if k.startswith("miou") or k in ("labelled_fraction", "seconds")}
-    out.update({f"val/{k}": v for k, v in results.items() if k.startswith("miou")})
-    out["iteration"] = results.get("iterations", 0)
+    out = {f"{FINAL}{k}": v for k, v in results.items()
+           if k.startswith(MIOU) or k in ("labelled_fraction", "seconds")}
+    out.update({f"{VAL}{k}": v for k, v in results.items() if k.startswith(MIOU)})
+    out[ITERATION] = results.get("iterations", 0)
     return out

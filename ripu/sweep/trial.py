@@ -21,6 +21,7 @@ from ripu.engine.trainer import run_trial
 from ripu.engine.trial_dir import TrialDir
 from ripu.errors import RipuError
 from ripu.experiments import Trial
+from ripu.record_names import EXPERIMENT_TAG, INIT_TAG, SKIPPED, TRIAL_TAG
 from ripu.starts import Start, start_of
 from ripu.sweep.state import Plan, final_metrics, plan, same_start
 from ripu.tracking import get_run, retry_for
@@ -60,7 +61,7 @@ def trial_main(config: dict[str, Any], *, trials: dict[str, Trial], out_root: st
     if plan(out, trial.cfg, start.sha256, run) is Plan.DONE:
         # e.g. Ray retries an attempt that died after its commit
         tune.report({**final_metrics(folder.finished_results(trial.cfg, start.sha256)),
-                     "ripu/skipped": 1})
+                     SKIPPED: 1})
         return
     check_start(trial.name, start, init, trial.cfg)
     # a cut completion resumes at its last iteration
@@ -75,8 +76,8 @@ def trial_main(config: dict[str, Any], *, trials: dict[str, Trial], out_root: st
     tracking = TrackingCallback.for_trial(
         apply_overrides(trial.cfg, where), out, resume=same_run,
         parent_run_id=parent_run_id, run_name=trial.name,
-        extra_tags={"ripu.trial": trial.name, "ripu.experiment": experiment,
-                    "ripu.init": init or "imagenet", **start.tags()})
+        extra_tags={TRIAL_TAG: trial.name, EXPERIMENT_TAG: experiment,
+                    INIT_TAG: init or "imagenet", **start.tags()})
     if trial.cfg.sweep.workers_per_trial > 1:  # data-parallel over Ray Train workers
         results = run_trial_distributed(trial.cfg, out, init=init, resume=resume,
                                         progress=False, callbacks=[*callbacks, tracking],
@@ -84,4 +85,4 @@ def trial_main(config: dict[str, Any], *, trials: dict[str, Trial], out_root: st
     else:
         results = run_trial(trial.cfg, out, init=init, resume=resume, progress=False,
                             callbacks=[*callbacks, tracking, RayReport()])
-    tune.report({**final_metrics(results), "ripu/skipped": 0})
+    tune.report({**final_metrics(results), SKIPPED: 0})

@@ -37,6 +37,20 @@ def test_the_engine_imports_neither_lse_nor_people_labelling():
     assert found == []
 
 
+def test_the_engine_names_no_file_of_lse_or_people_labelling():
+    """The trial folder's layout is generic: people's files are the label source's kept
+    files (ripu.annotate names them), LSE's cache is its part's round cache."""
+    from ripu.annotate import PEOPLE_FILES
+    from ripu.selftrain.train import PART
+
+    prefixes = tuple(p.split("*")[0] for p in PEOPLE_FILES)  # labels_, tasks_
+    named = [(name, node.value) for name, tree in _trees() for node in ast.walk(tree)
+             if isinstance(node, ast.Constant) and isinstance(node.value, str)
+             and (node.value.startswith(prefixes) or f"{PART}/" in node.value
+                  or node.value == PART)]
+    assert named == []
+
+
 def test_the_engine_names_no_kind_schedule_or_label_source():
     """No string of the engine is a kind's name, and none that names a schedule or a label
     source is compared with anything (but as a loss term: "pseudo" is also one)."""

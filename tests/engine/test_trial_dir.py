@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+from fnmatch import fnmatch
 
 import torch
 
+from ripu.annotate.ledger import ledger_path
+from ripu.annotate.round_labels import labels_path
 from ripu.engine.checkpoint import TrialCheckpoint, checkpoint_identity, save_trial_checkpoint
 from ripu.engine.trial_dir import TrialDir
+from ripu.label_sources import LabelSource
 from ripu.trial import trial_config_hash
 from tests.conftest import tiny_config
 
@@ -54,27 +58,33 @@ def test_prepare_removes_an_earlier_attempt_unless_resuming(tmp_path):
 
 
 def test_a_fresh_attempt_sets_people_labels_aside_and_keeps_them(tmp_path):
-    """People's round labels and task ledgers are never deleted: a fresh attempt moves them
-    to masks/earlier/<n>/ (n counting attempts); resuming leaves them in place."""
+    """People's round labels and task ledgers (the label source's kept files, named by
+    ripu.annotate) are never deleted: a fresh attempt moves them to masks/earlier/<n>/ (n
+    counting attempts); resuming leaves them in place."""
     cfg = tiny_config(tmp_path, tmp_path)
     t = TrialDir(tmp_path / "t")
-    people = {t.masks_dir / "labels_0.npz": "round 0", t.masks_dir / "tasks_0.json": "{}",
-              t.masks_dir / "tasks_1.json": "{1}"}
+    kept = LabelSource.kept_files
+    people = {labels_path(t.masks_dir, 0): "round 0", ledger_path(t.masks_dir, 0): "{}",
+              ledger_path(t.masks_dir, 1): "{1}"}
+    assert all(any(fnmatch(p.name, pattern) for pattern in kept) for p in people)
     for path, text in people.items():
         _touch(path)
         path.write_text(text)
     _touch(t.checkpoint)
-    t.prepare(cfg, resume=True)
+    t.prepare(cfg, resume=True, kept_files=kept)
     assert all(p.read_text() == text for p, text in people.items())
-    t.prepare(cfg, resume=False)
+    t.prepare(cfg, resume=False, kept_files=kept)
     assert not any(p.exists() for p in people)
     assert {p.name: p.read_text() for p in (t.masks_dir / "earlier" / "1").iterdir()} == \
         {p.name: text for p, text in people.items()}
-    _touch(t.masks_dir / "tasks_0.json")
-    t.prepare(cfg, resume=False)  # no checkpoint: a fresh attempt again
+    _touch(ledger_path(t.masks_dir, 0))
+    t.prepare(cfg, resume=False, kept_files=kept)  # no checkpoint: a fresh attempt again
     assert [p.name for p in (t.masks_dir / "earlier" / "2").iterdir()] == ["tasks_0.json"]
-    t.prepare(cfg, resume=False)  # nothing to set aside: no empty folder
+    t.prepare(cfg, resume=False, kept_files=kept)  # nothing to set aside: no empty folder
     assert sorted(p.name for p in (t.masks_dir / "earlier").iterdir()) == ["1", "2"]
+    _touch(ledger_path(t.masks_dir, 0))
+    t.prepare(cfg, resume=False)  # a folder alone keeps nothing it was not told to keep
+    assert ledger_path(t.masks_dir, 0).exists()
 
 
 def test_finished_and_resumable_follow_the_config_hash(tmp_path):

@@ -8,8 +8,9 @@ import torch.nn.functional as F
 import torchvision
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from ripu.archs import ARCHS
 from ripu.errors import RipuError
-from ripu.models import MODELS, build_model
+from ripu.models import build_model
 
 NUM_CLASSES = 5
 X_SHAPE = (1, 3, 33, 49)
@@ -122,7 +123,7 @@ def test_deeplabv3plus_head_widths_follow_the_authors(models):
     assert norms == [560, 512, 512, 512]
 
 
-@pytest.mark.parametrize("arch", sorted(MODELS))
+@pytest.mark.parametrize("arch", sorted(ARCHS))
 def test_param_groups_disjoint_complete_with_10x_head_lr(models, arch):
     model = models[arch]
     backbone = {id(p) for p in model.backbone_parameters()}
