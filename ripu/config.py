@@ -291,10 +291,15 @@ class Config:
     report: ReportConfig = Field(default_factory=ReportConfig)
     annotate: AnnotateConfig = Field(default_factory=AnnotateConfig)
 
-    def __post_init__(self) -> None:
-        people = self.annotate.url is not None and get_kind(self.train.kind).selects
-        if people and self.active.strategy in names.GROUND_TRUTH_STRATEGIES:
-            raise Invalid("active.strategy", f"{self.active.strategy} selects by the ground "
+
+def check_label_source(cfg: Config) -> None:
+    """Refuse (ConfigError, one line) people labelling the rounds of a strategy that selects
+    by the ground truth. Checked where a trial's labels are set up (a trial, the sweep before
+    Ray), not when a config loads: a params file with ``annotate.url`` may still feed a grid
+    that also holds oracle rows to read, such as DVC's view of a pipeline."""
+    people = cfg.annotate.url is not None and get_kind(cfg.train.kind).selects
+    if people and cfg.active.strategy in names.GROUND_TRUTH_STRATEGIES:
+        raise ConfigError(f"active.strategy: {cfg.active.strategy} selects by the ground "
                           "truth, so people cannot label its rounds (annotate.url is set); "
                           "expected a strategy that reads no labels, or annotate.url: null")
 

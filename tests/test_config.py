@@ -242,15 +242,3 @@ def test_ints_become_floats_for_numbers():
     assert type(cfg.optim.lr) is float and [type(r) for r in cfg.active.round_at] == [float] * 2
     assert params_hash(cfg) == params_hash(config_from_dict(to_dict(cfg)))
 
-
-def test_people_cannot_label_the_rounds_of_a_strategy_that_reads_the_ground_truth():
-    """The oracle with annotate.url set is refused in one line; kinds that do not select
-    (supervised) and the oracle without people are accepted."""
-    people = {"annotate": {"url": "http://127.0.0.1:8080"}}
-    with pytest.raises(ConfigError, match=r"^active\.strategy: oracle selects by the ground "
-                                          r"truth, so people cannot label its rounds"):
-        config_from_dict({**people, "active": {"strategy": "oracle"}})
-    assert config_from_dict({**people, "active": {"strategy": "oracle"},
-                             "train": {"kind": "supervised"}}).annotate.url
-    assert config_from_dict({"active": {"strategy": "oracle"}}).active.strategy == "oracle"
-    assert config_from_dict({**people, "active": {"strategy": "ripu_region"}}).annotate.url

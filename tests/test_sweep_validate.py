@@ -84,3 +84,23 @@ def test_a_cuda_device_the_driver_lacks_is_left_to_the_nodes(sweep):
     cfg, path, _ = sweep
     trials = _trials(cfg, path, **{"train.device": "cuda:7"})
     validate_inputs(trials, {t.name: None for t in trials})
+
+
+def test_people_cannot_label_the_oracles_rounds(sweep):
+    """With annotate.url set, the oracle (it selects by the ground truth) is refused before
+    Ray starts, with the message its trial gives before it calls the server; the kinds that do
+    not select, and the oracle without people, pass."""
+    cfg, path, _ = sweep
+    people = {"annotate.url": "http://127.0.0.1:9", "active.strategy": "oracle"}
+    trials = _trials(cfg, path, **people)
+    with pytest.raises(RipuError) as checked:
+        validate_inputs(trials, {t.name: None for t in trials})
+    active = next(t for t in trials if t.cfg.train.kind == "active")
+    with pytest.raises(RipuError) as trial:
+        Trainer(active.cfg, path.parent / "trial", progress=False)
+    assert str(checked.value) == str(trial.value)
+    assert str(checked.value).startswith("active.strategy: oracle selects by the ground truth")
+    others = [t for t in trials if t.cfg.train.kind != "active"]
+    validate_inputs(others, {t.name: None for t in others})
+    alone = _trials(cfg, path, **{"active.strategy": "oracle"})
+    validate_inputs(alone, {t.name: None for t in alone})

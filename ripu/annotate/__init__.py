@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ripu.annotate.client import AnnotateError
 from ripu.annotate.people import WAITING_STATUS, AwaitingLabels, PeopleLabels
-from ripu.config import Config
+from ripu.config import Config, check_label_source
 from ripu.kinds import get_kind
 
 __all__ = ["PEOPLE_FILES", "WAITING_STATUS", "AnnotateError", "AwaitingLabels", "PeopleLabels",
@@ -29,4 +29,5 @@ def people_labels(cfg: Config, masks_dir: Path, trial: str) -> PeopleLabels | No
     rounds' labels come from the ground-truth oracle (no URL, or a kind without rounds)."""
     if cfg.annotate.url is None or not get_kind(cfg.train.kind).selects:
         return None
+    check_label_source(cfg)
     return PeopleLabels(cfg, masks_dir, trial)

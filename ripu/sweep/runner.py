@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ripu.config import Config
+from ripu.config import Config, check_label_source
 from ripu.credentials import Credentials, use_credentials
 from ripu.data.build import build_datasets
 from ripu.engine.build import device_name
@@ -53,13 +53,14 @@ def validate_inputs(trials: Sequence[Trial], inits: dict[str, str | None]) -> No
     """Fail before Ray starts (RipuError naming the key or trial) when a trial could never
     run, from configs and file headers only: its init checkpoint's architecture, backbone and
     classes; its device's name (a CUDA device may exist on the cluster's nodes though not
-    on the driver's); its weights file; its datasets' layout and complete files. Builds no
+    on the driver's); who labels its rounds; its weights file; its datasets' layout and complete files. Builds no
     trainer, decodes no data and calls no server: the trials check labels, weights' shapes
     and a people server themselves, before training."""
     check_inits(trials, inits)  # architecture, backbone, classes: one line naming the trial
     checked = set()
     for trial in trials:
         cfg = trial.cfg
+        check_label_source(cfg)  # people cannot label the oracle's rounds
         device_name(cfg.train.device)  # whether it exists is the node's business, not the driver's
         if cfg.model.pretrained:
             check_weights_file(cfg.model.pretrained)
