@@ -16,8 +16,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ripu.acquisition.oracle import IGNORE, wrong_pixels
+from ripu.acquisition.oracle import wrong_pixels
 from ripu.acquisition.scores import first_argmax, pure_windows, softmax_classes
+from ripu.data.labels import IGNORE_INDEX as IGNORE
 from ripu.inference import predict
 
 RADIUS = 1  # 3x3 windows

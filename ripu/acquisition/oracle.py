@@ -17,9 +17,9 @@ from ripu.acquisition.scores import (
     softmax_classes,
     window_sum,
 )
+from ripu.data.labels import IGNORE_INDEX as IGNORE
 from ripu.errors import RipuError
 
-IGNORE = 255
 # Ties between equal wrong counts break at random (seeded): a draw in [0, TIE) never
 # reorders two different counts. Windows that cross a class boundary or hold an ignore pixel
 # score below every interior window (-1 + draw), so they are taken only when no interior
