@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from ripu.acquisition import LabelState
+from ripu.acquisition.state import round_path
 from ripu.annotate.client import AnnotateError, Studio, connect
 from ripu.annotate.interface import MODEL_VERSION, label_config, png, task
 from ripu.annotate.ledger import Ledger, ledger_path, read_ledger, write_ledger
@@ -68,8 +69,8 @@ def selection_key(selected: np.ndarray) -> str:
 def round_selection(masks_dir: Path, round_index: int) -> dict[str, np.ndarray]:
     """Image id -> bool (H, W) pixels selected in round ``round_index`` (images with none
     left out), from the round files."""
-    now = LabelState.load(masks_dir / f"round_{round_index}.npz")
-    before = (LabelState.load(masks_dir / f"round_{round_index - 1}.npz")
+    now = LabelState.load(round_path(masks_dir, round_index))
+    before = (LabelState.load(round_path(masks_dir, round_index - 1))
               if round_index else LabelState())
     out = {}
     for image_id in now.ids:
