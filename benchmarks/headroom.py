@@ -89,8 +89,19 @@ def wide(args: list[str]) -> int:
     return main(args[1:])
 
 
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["data"] and len(argv) == 3 and argv[1] in VARIANTS:
+        data(argv[1], argv[2])
+        return 0
+    if argv[:1] == ["wide"] and argv[1:2] in (["ripu"], ["warmup"]):
+        return wide(argv[1:])
+    if argv[:1] in (["-h"], ["--help"]):
+        print(__doc__)
+        return 0
+    print(f"headroom: expected `data VARIANT OUT` (VARIANT: {', '.join(VARIANTS)}) or `wide "
+          f"ripu ARGS...` or `wide warmup`, got {' '.join(argv) or 'nothing'}", file=sys.stderr)
+    return 2
+
+
 if __name__ == "__main__":
-    if sys.argv[1] == "data":
-        data(*sys.argv[2:4])
-    else:
-        sys.exit(wide(sys.argv[2:]))
+    sys.exit(main(sys.argv[1:]))
