@@ -41,7 +41,6 @@ from ripu.engine.schedule import poly_lr, set_lr
 from ripu.engine.selection import run_round
 from ripu.engine.trial_data import (
     TrialData,
-    boundary_pixel_count,
     class_pixel_counts,
     load_trial_data,
 )
@@ -261,23 +260,25 @@ class Trainer:
         fixed = self.kind.labelled_fraction_fixed
         return self.state.labelled_fraction() if fixed is None else fixed
 
-    def labelled_pixels(self) -> tuple[dict[str, int], dict[str, int]]:
+    def labelled_pixels(self) -> tuple[dict[str, int], dict[str, int], int]:
         """Per-class counts ``{class name: pixels}`` of the labelled target pixels (all
         rounds) and of all target train pixels, at the training size, ignore pixels not
-        counted (:func:`ripu.engine.trial_data.class_pixel_counts`)."""
+        counted, and the labelled pixels on ground-truth boundaries
+        (:func:`ripu.engine.trial_data.class_pixel_counts`)."""
         target = self.data["target"]
-        labelled, total = class_pixel_counts(
+        counts = class_pixel_counts(
             target, self.state.labelled if self.kind.labels_selected else None,
             everything=self.kind.labels_everything)
         names = target.class_names
-        return ({n: int(v) for n, v in zip(names, labelled.tolist(), strict=True)},
-                {n: int(v) for n, v in zip(names, total.tolist(), strict=True)})
+        return ({n: int(v) for n, v in zip(names, counts.labelled.tolist(), strict=True)},
+                {n: int(v) for n, v in zip(names, counts.total.tolist(), strict=True)},
+                counts.boundary)
 
     def finish(self) -> dict[str, Any]:
         """Final evaluation; write results.json; tell the callbacks."""
         result = self.evaluate()
         picked = selection(self.cfg)
-        labelled_px, target_px = self.labelled_pixels()
+        labelled_px, target_px, on_boundary = self.labelled_pixels()
         results = {
             "kind": self.cfg.train.kind, "seed": self.cfg.seed, "iterations": self.iteration,
             "resume_hash": trial_config_hash(self.cfg),
@@ -291,8 +292,7 @@ class Trainer:
             "labelled_pixels": labelled_px, "target_pixels": target_px,
         }
         if self.kind.selects and self.kind.labels_selected:
-            results["labelled_boundary_pixels"] = boundary_pixel_count(
-                self.data["target"], self.state.labelled)
+            results["labelled_boundary_pixels"] = on_boundary
         if self.is_main:
             self.trial_dir.write_results(results)
         self.callbacks.on_end(self, results, result)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -70,40 +71,40 @@ def check_labels(datasets: Mapping[str, SegmentationDataset], names: tuple[str, 
             ds.read_label(i)
 
 
+class PixelCounts(NamedTuple):
+    """Per-class counts of the labelled and of all target pixels (int64 (C,) each), and the
+    labelled pixels on ground-truth boundaries (:mod:`ripu.anatomy`)."""
+
+    labelled: np.ndarray
+    total: np.ndarray
+    boundary: int
+
+
 def class_pixel_counts(target: SegmentationDataset, labelled: Mapping[str, np.ndarray] | None,
-                       *, everything: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Per-class counts of the labelled target pixels and of all target pixels.
+                       *, everything: bool = False) -> PixelCounts:
+    """Per-class counts of the labelled target pixels and of all target pixels, and the
+    labelled ones on ground-truth boundaries, in one pass over the target.
 
     Labels are the training-size labels (``target[i]["label"]``, the resolution of the
     label state); ignore pixels (255) count in neither. ``labelled``: bool (H, W) masks by
-    image id (None: nothing labelled, or every pixel with ``everything``).
+    image id (None: nothing labelled, or every pixel with ``everything``; the boundary count
+    is the masks' alone, 0 without them).
 
     Shape:
-        returns two int64 arrays (C,), C = ``target.num_classes``.
+        labelled and total: int64 arrays (C,), C = ``target.num_classes``.
     """
     c = target.num_classes
     labelled_counts, total_counts = np.zeros(c, np.int64), np.zeros(c, np.int64)
+    boundary = 0
     for i in range(len(target)):
         item = target[i]
         label = item["label"]
         valid = label != IGNORE_INDEX
         total_counts += torch.bincount(label[valid], minlength=c).numpy()[:c]
         if labelled is not None and item["id"] in labelled:
-            mask = torch.from_numpy(np.asarray(labelled[item["id"]])) & valid
-            labelled_counts += torch.bincount(label[mask], minlength=c).numpy()[:c]
+            mask = torch.from_numpy(np.asarray(labelled[item["id"]]))
+            labelled_counts += torch.bincount(label[mask & valid], minlength=c).numpy()[:c]
+            boundary += labelled_on_boundary(label, mask)
     if everything:
         labelled_counts = total_counts.copy()
-    return labelled_counts, total_counts
-
-
-def boundary_pixel_count(target: SegmentationDataset, labelled: Mapping[str, np.ndarray]
-                         ) -> int:
-    """Labelled target pixels on ground-truth boundaries (:mod:`ripu.anatomy`), summed over
-    the images of ``labelled`` (bool (H, W) masks by image id, at the label's size)."""
-    total = 0
-    for i in range(len(target)):
-        item = target[i]
-        if item["id"] in labelled:
-            total += labelled_on_boundary(item["label"],
-                                          torch.from_numpy(np.asarray(labelled[item["id"]])))
-    return total
+    return PixelCounts(labelled_counts, total_counts, boundary)
