@@ -16,8 +16,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ripu.acquisition.oracle import wrong_pixels
-from ripu.acquisition.scores import first_argmax, pure_windows, softmax_classes
+from ripu.acquisition import oracle
+from ripu.acquisition.scores import pure_windows
 from ripu.data.labels import IGNORE_INDEX as IGNORE
 from ripu.inference import predict
 
@@ -26,7 +26,7 @@ RADIUS = 1  # 3x3 windows
 
 def interior(label: torch.Tensor) -> torch.Tensor:
     """Labelled pixels whose 3x3 window holds one class. Shape: (H, W) -> (H, W) bool."""
-    return pure_windows(label, RADIUS) & (label != IGNORE)
+    return oracle.interior(label, RADIUS)
 
 
 def boundary(label: torch.Tensor) -> torch.Tensor:
@@ -41,8 +41,9 @@ def error_counts(logits: torch.Tensor, label: torch.Tensor) -> Counter:
         logits: (C, H, W); label: (H, W) integer (255: ignore)
     """
     label = label.to(logits.device)
-    wrong = wrong_pixels(logits, label)
-    pure = pure_windows(first_argmax(softmax_classes(logits)), RADIUS)
+    pred = oracle.prediction(logits)
+    wrong = oracle.wrong_pixels(logits, label, pred)
+    pure = pure_windows(pred, RADIUS)
     return Counter({"labelled": int((label != IGNORE).sum()), "wrong": int(wrong.sum()),
                     "wrong_pred_pure": int((wrong & pure).sum()),
                     "wrong_gt_interior": int((wrong & interior(label)).sum())})

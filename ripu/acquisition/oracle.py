@@ -27,19 +27,36 @@ from ripu.errors import RipuError
 TIE = 0.5
 
 
-def wrong_pixels(logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-    """Pixels whose prediction (first argmax) differs from a non-ignore label.
+def prediction(logits: torch.Tensor) -> torch.Tensor:
+    """The predicted class (first argmax of the softmax, as selection breaks ties).
+
+    Shape:
+        logits: (C, H, W); returns (H, W) integer
+    """
+    check_logits(logits)
+    return first_argmax(softmax_classes(logits))
+
+
+def wrong_pixels(logits: torch.Tensor, label: torch.Tensor,
+                 pred: torch.Tensor | None = None) -> torch.Tensor:
+    """Pixels whose prediction (``pred``, default :func:`prediction` of ``logits``) differs
+    from a non-ignore label.
 
     Shape:
         logits: (C, H, W); label: (H, W) integer; returns (H, W) bool
     """
-    check_logits(logits)
+    pred = prediction(logits) if pred is None else pred
     if not isinstance(label, torch.Tensor) or label.shape != logits.shape[1:]:
         raise RipuError(f"label: expected an (H, W) tensor of shape {tuple(logits.shape[1:])} "
                         f"like the logits, got {tuple(getattr(label, 'shape', ())) or label!r}")
-    pred = first_argmax(softmax_classes(logits)).long()
     label = label.to(logits.device).long()
-    return (pred != label) & (label != IGNORE)
+    return (pred.long() != label) & (label != IGNORE)
+
+
+def interior(label: torch.Tensor, radius: int) -> torch.Tensor:
+    """Labelled pixels whose clipped (2k+1)^2 window holds one ground-truth class and no
+    ignore pixel. Shape: (H, W) -> (H, W) bool."""
+    return pure_windows(label, radius) & (label != IGNORE)
 
 
 def oracle_score(logits: torch.Tensor, label: torch.Tensor, radius: int,
@@ -52,6 +69,5 @@ def oracle_score(logits: torch.Tensor, label: torch.Tensor, radius: int,
     """
     wrong = window_sum(wrong_pixels(logits, label).to(torch.int32), radius).float()
     label = label.to(logits.device)
-    interior = pure_windows(label, radius) & (label != IGNORE)
     draw = TIE * torch.rand(tuple(label.shape), generator=generator).to(logits.device)
-    return torch.where(interior, wrong, torch.full_like(wrong, -1.0)) + draw
+    return torch.where(interior(label, radius), wrong, torch.full_like(wrong, -1.0)) + draw
