@@ -66,8 +66,10 @@ def train(cfg: Config, trial_dir: Path, run_name: str, tags: dict[str, str]
     return read_checkpoint(trial.checkpoint)["model"], results
 
 
-def build(root: Path, experiment: str, warmup: Warmup) -> dict[str, Any]:
-    """Train ``warmup`` and write its checkpoint; its metrics (val mIoU, iterations, seconds)."""
+def build(root: Path, experiment: str, warmup: Warmup
+          ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Train ``warmup`` and write its checkpoint; its metrics (val mIoU, iterations, seconds)
+    and its weights."""
     trial_dir = root / WARMUP_TRIALS / experiment / warmup.name
     tags = {**TAGS, TRIAL_TAG: warmup.name, EXPERIMENT_TAG: experiment}
     state, results = train(warmup.cfg, trial_dir, f"{experiment}/{warmup.name}", tags)
@@ -76,7 +78,7 @@ def build(root: Path, experiment: str, warmup: Warmup) -> dict[str, Any]:
                     "iterations": results["iterations"]}, tmp)
     shutil.rmtree(trial_dir, ignore_errors=True)
     metrics = miou_metrics(results)
-    return {**metrics, "iterations": results["iterations"], "seconds": results["seconds"]}
+    return {**metrics, "iterations": results["iterations"], "seconds": results["seconds"]}, state
 
 
 def load_file(warmup: Warmup, path: str) -> torch.nn.Module:
@@ -152,10 +154,9 @@ def run(root: Path, cfg: Config) -> None:
             print(f"warmup {exp.name}/{warmup.name}: imported {path}, val mIoU "
                   f"{100 * metrics[warmup.name][MIOU]:.2f}")
         else:
-            metrics[warmup.name] = build(root, exp.name, warmup)
+            metrics[warmup.name], state = build(root, exp.name, warmup)
             report(exp.name, warmup.name, metrics[warmup.name])
-            found = anatomy(exp, warmup, torch.load(
-                warmup_path(root / WARMUPS, exp.name, warmup.name), weights_only=True)["model"])
+            found = anatomy(exp, warmup, state)
         if found is not None:
             metrics[warmup.name]["anatomy"] = found
             print(f"warmup {exp.name}/{warmup.name}: {100 * found['wrong_share']:.1f}% of the "
