@@ -182,22 +182,32 @@ class SegmentationDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} images")
-        image_id = self.items[index][2]
+        image_t, label_t = self.sample(index)
+        return {"image": image_t, "label": label_t, "id": self.items[index][2], "index": index}
+
+    def sample(self, index: int, generator: torch.Generator | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Image and label of item ``index`` through the transform, its random augmentation
+        drawn from ``generator``; a deterministic transform's output is computed once when
+        decoded items are kept (:meth:`keep_decoded`), and copies are returned.
+
+        Shape:
+            returns image (3, H, W) float32, label (H, W) int64
+        """
         if self._decoded is None or not self.transform.deterministic:
-            image_t, label_t = self._transformed(index)
-            return {"image": image_t, "label": label_t, "id": image_id, "index": index}
+            return self._transformed(index, generator)
         key = ("item", index, repr(self.transform))
         if key not in self._decoded:
-            self._decoded[key] = self._transformed(index)
+            self._decoded[key] = self._transformed(index, None)
         image_t, label_t = self._decoded[key]
-        return {"image": image_t.clone(), "label": label_t.clone(), "id": image_id,
-                "index": index}
+        return image_t.clone(), label_t.clone()
 
-    def _transformed(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _transformed(self, index: int, generator: torch.Generator | None
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Image and label of item ``index`` through the transform."""
         image_path, label_path, _ = self.items[index]
         try:
-            return self.transform(self.read_image(index), self.read_label(index), None)
+            return self.transform(self.read_image(index), self.read_label(index), generator)
         except RipuError as err:
             raise DatasetError(f"{image_path} / {label_path}: {err}") from err
 

@@ -114,8 +114,7 @@ class IterationBatches(torch.utils.data.Dataset):
             idx = self._indices(it, len(self.source), self.batch_source, 4, g)
         images, labels = [], []
         for i in idx:
-            image, label = self.source.transform(self.source.read_image(i),
-                                                 self.source.read_label(i), g)
+            image, label = self.source.sample(i, g)
             images.append(image)
             labels.append(label)
         return {"image": torch.stack(images), "label": torch.stack(labels),

@@ -21,6 +21,7 @@ from ripu.data import (
     SynthiaDataset,
     build_dataset,
 )
+from ripu.engine.batches import IterationBatches
 from ripu.errors import DatasetError, RipuError
 from tests.data.layouts import (
     image_for,
@@ -119,6 +120,36 @@ def test_keep_decoded_keeps_deterministic_items_and_hands_out_copies(tmp_path, m
     assert calls.count(flipped) == 2
     assert fixed.deterministic and not flipped.deterministic
     assert not SegTransform(size=(8, 4), crop=(4, 4)).deterministic
+
+
+def test_source_batches_use_the_kept_items_and_flips_still_draw_from_the_generator(
+        tmp_path, monkeypatch):
+    write_gta5(tmp_path, [const(7), const(26), const(11)])
+    calls = []
+    call = SegTransform.__call__
+    monkeypatch.setattr(SegTransform, "__call__",
+                        lambda self, *args: calls.append(self) or call(self, *args))
+
+    def source_batches(transform, keep):
+        ds = GTA5Dataset(tmp_path, transform=transform)
+        if keep:
+            ds.keep_decoded()
+        batches = IterationBatches(5, source=ds, batch_source=2)
+        return [batches[it]["source"] for it in range(6)]
+
+    fixed = SegTransform(size=(8, 4))
+    kept, fresh = source_batches(fixed, True), source_batches(fixed, False)
+    assert calls.count(fixed) == 3 + 12  # each image once when kept; every draw when not
+    for a, b in zip(kept, fresh, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    flipped = SegTransform(size=(8, 4), flip=True)  # random: drawn per iteration, never kept
+    kept, fresh = source_batches(flipped, True), source_batches(flipped, False)
+    assert calls.count(flipped) == 24
+    for a, b in zip(kept, fresh, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    images = torch.cat([b["image"] for b in kept])
+    assert any(torch.equal(images[i], images[j].flip(-1)) and not torch.equal(images[i], images[j])
+               for i in range(len(images)) for j in range(len(images)))  # both sides drawn
 
 
 def test_transform_is_applied(tmp_path):
