@@ -143,3 +143,13 @@ def test_only_updates_its_entries(tmp_path):
     assert doc["figures"]["noop_repro_seconds"] == 3.0
     md = (tmp_path / "bench.md").read_text()
     assert "| acquisition_speedup |" in md and "| noop_repro_seconds | 3 | <= 30 | yes |" in md
+
+
+def test_batch_building_same_batches_with_kept_source_items():
+    from benchmarks import batch_building
+
+    result = batch_building.run(quick=True)
+    _well_formed(result, {"batch_building_speedup", "batch_source_ms", "batch_source_ms_before",
+                          "batch_same_result"})
+    assert result["figures"]["batch_same_result"] is True
+    assert result["measurements"]["iterations"] == 100
