@@ -2,31 +2,50 @@
 
 Resolves the unlocked requirements afresh, each in a temporary venv, as a new user's
 ``pip install`` would (``pyproject.toml`` with the machine's torch pair; Label Studio's
-``label-studio.in`` *without* the workaround caps of ``label-studio-caps.txt``), prints every
-package whose version would change against the lock, then smoke-tests the fresh resolution:
-imports, ``ripu --help``, a tiny trial, a Label Studio server answering ``/health``.
+``label-studio.in``), prints every package whose version would change against the lock, then
+smoke-tests the fresh resolution: imports, ``ripu --help``, a tiny trial. Label Studio is
+resolved twice: *without* the workaround caps of ``label-studio-caps.txt`` (does its server
+start, so that the caps could go?) and with them, as ``make lock`` would; that server must
+answer ``/health`` and serve a tiny people trial from push to pull, its rounds answered
+through the API by the test suite's simulated annotator.
 
-Exits 0 when every step passes, 1 with one line naming the first failing step. Run it as
-``make drift`` (minutes: two venvs are installed; the pip cache makes later runs faster).
+Exits 0 when every step passes, 1 with one line naming the first failing step (a server
+without the caps that fails while caps are held is reported, not a failure). Run it as
+``make drift`` (minutes: three venvs are installed; the pip cache makes later runs faster).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import os
 import re
+import secrets
 import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 CAPS = HERE / "label-studio-caps.txt"  # workarounds the lock applies and the drift check drops
 PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)", re.MULTILINE)
+ANNOTATOR = REPO / "tests" / "annotate" / "annotator.py"  # the test suite's simulated annotator
+WAITING_STATUS = 75  # ripu.annotate.people.WAITING_STATUS: a people trial waits for labels
+# The tiny target's ground truth at the label state's size, for the annotator (ripu's venv).
+TRUTH_SCRIPT = """
+import sys
+import numpy as np
+from ripu.data import build_dataset
+ds = build_dataset("cityscapes", sys.argv[1], split="train")
+np.savez(sys.argv[2], ids=np.array(ds.ids), names=np.array(list(ds.class_names)),
+         **{f"m{k}": ds[k]["label"].numpy().astype(np.uint8) for k in range(len(ds))})
+"""
 TINY_DATA = {"synth.source_images": 6, "synth.target_train": 6, "synth.target_val": 3,
              "synth.height": 32, "synth.width": 64}
 TINY_TRIAL = {"data.source_size": "[64,32]", "data.target_size": "[64,32]",
@@ -106,30 +125,89 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def label_studio_smoke(python: Path, work: Path, wait: float = 300) -> None:
-    port = free_port()
-    log = (work / "label-studio.log").open("w")
-    server = subprocess.Popen(  # noqa: S603
-        [str(python.parent / "label-studio"), "start", "--no-browser", "--internal-host",
-         "127.0.0.1", "--port", str(port), "--data-dir", str(work / "ls-data")],
-        stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            if server.poll() is not None:
-                lines = (work / "label-studio.log").read_text().strip().splitlines()
-                raise StepFailed(f"label-studio: server exited {server.returncode}: "
-                                 f"{lines[-1] if lines else 'no output'}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5):  # noqa: S310
-                    return
-            except OSError:
+@contextlib.contextmanager
+def label_studio_server(python: Path, work: Path, what: str, wait: float = 300
+                        ) -> Iterator[tuple[str, str]]:
+    """A Label Studio server of ``python``'s venv on a free loopback port, its first user's
+    API token set at start-up; yields ``(url, token)`` once ``/health`` answers."""
+    port, token, data = free_port(), secrets.token_hex(20), work / f"{what}-data"
+    data.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "LABEL_STUDIO_USERNAME": "drift@example.com",
+           "LABEL_STUDIO_PASSWORD": secrets.token_urlsafe(12), "LABEL_STUDIO_USER_TOKEN": token,
+           "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true", "LABEL_STUDIO_BASE_DATA_DIR": str(data)}
+    log_path = work / f"{what}.log"
+    url = f"http://127.0.0.1:{port}"
+    with log_path.open("w") as log:
+        server = subprocess.Popen(  # noqa: S603
+            [str(python.parent / "label-studio"), "start", "--no-browser", "--internal-host",
+             "127.0.0.1", "--port", str(port), "--data-dir", str(data)],
+            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=data)
+        try:
+            deadline = time.monotonic() + wait
+            while not _answers(url + "/health"):
+                if server.poll() is not None:
+                    lines = log_path.read_text().strip().splitlines()
+                    raise StepFailed(f"{what}: server exited {server.returncode}: "
+                                     f"{lines[-1] if lines else 'no output'}")
+                if time.monotonic() > deadline:
+                    raise StepFailed(f"{what}: /health did not answer in {wait:.0f} s")
                 time.sleep(2)
-        raise StepFailed(f"label-studio: /health did not answer in {wait:.0f} s")
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()
+            yield url, token
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5):  # noqa: S310
+            return True
+    except OSError:
+        return False
+
+
+def project_id(url: str, token: str, title: str) -> int:
+    """The id of the Label Studio project called ``title`` (the people trial's)."""
+    request = urllib.request.Request(f"{url}/api/projects?page_size=1000",  # noqa: S310
+                                     headers={"Authorization": f"Token {token}"})
+    with urllib.request.urlopen(request, timeout=60) as answer:  # noqa: S310
+        body = json.loads(answer.read())
+    found = [p["id"] for p in body.get("results", body) if p["title"] == title]
+    if len(found) != 1:
+        raise StepFailed(f"people round trip: {len(found)} projects titled {title!r}, expected 1")
+    return found[0]
+
+
+def people_round_trip(ripu_python: Path, ls_python: Path, work: Path) -> None:
+    """A tiny people trial against the fresh Label Studio: each round pushed as tasks (the
+    trial exits 75, waiting), answered from the ground truth through the API by the test
+    suite's simulated annotator (tests/annotate/annotator.py, in Label Studio's venv), pulled
+    on ``--resume``; the trial must finish. Uses ``ripu_smoke``'s tiny data."""
+    data, trial, truth = work / "data", work / "people-trial", work / "truth.npz"
+    run([str(ripu_python), "-c", TRUTH_SCRIPT, str(data / "target"), str(truth)],
+        "people round trip: ground truth")
+    with label_studio_server(ls_python, work, "label-studio") as (url, token):
+        env = {**os.environ, "LABEL_STUDIO_TOKEN": token}
+        sets = TINY_TRIAL | {"data.source_root": data / "source",
+                             "data.target_root": data / "target",
+                             "tracking.uri": f"sqlite:///{work / 'people.db'}",
+                             "annotate.url": url, "annotate.project": "drift"}
+        train = [str(ripu_python.parent / "ripu"), "train", "-q", "--out", str(trial),
+                 *(a for k, v in sets.items() for a in ("-S", f"{k}={v}"))]
+        for round_index in range(TINY_TRIAL["active.rounds"] + 1):
+            done = subprocess.run([*train, *(["--resume"] if round_index else [])], env=env,
+                                  cwd=REPO, capture_output=True, text=True, timeout=900)
+            if done.returncode == 0:
+                break
+            if done.returncode != WAITING_STATUS or round_index == TINY_TRIAL["active.rounds"]:
+                tail = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()
+                raise StepFailed(f"people round trip: trial exit {done.returncode} at round "
+                                 f"{round_index}: {tail[-1]}")
+            project = project_id(url, token, f"drift/{trial.name}")
+            run([str(ls_python), str(ANNOTATOR), url, str(project), str(round_index),
+                 str(truth)], f"people round trip: answering round {round_index}", env=env)
+    if not (trial / "results.json").is_file():
+        raise StepFailed("people round trip: the trial finished without results.json")
 
 
 def steps(work: Path, label_studio: bool) -> list[tuple[str, Callable[[], None]]]:
@@ -140,21 +218,43 @@ def steps(work: Path, label_studio: bool) -> list[tuple[str, Callable[[], None]]
                                                    f"{REPO}[dev]"], "ripu")
         report_changes(state["ripu"], HERE / "ripu.lock", "ripu", ignore={"ripu", "pip"})
 
-    def ls_resolve() -> None:
-        state["ls"] = fresh_venv(work / "venv-ls", ["-r", str(HERE / "label-studio.in")],
-                                 "label-studio")
-        report_changes(state["ls"], HERE / "label-studio.lock", "label-studio",
+    def ls_uncapped() -> None:
+        python = fresh_venv(work / "venv-ls-uncapped", ["-r", str(HERE / "label-studio.in")],
+                            "label-studio")
+        report_changes(python, HERE / "label-studio.lock", "label-studio without the caps",
                        ignore={"pip"})
-        held = re.findall(r"^([A-Za-z0-9._-]+)\s*<", CAPS.read_text(), re.MULTILINE)
-        if held:
-            print(f"  (the lock caps {', '.join(held)}; this resolution does not)")
+        caps = held_caps()
+        try:
+            with label_studio_server(python, work, "label-studio-uncapped"):
+                pass
+        except StepFailed as exc:
+            if not caps:
+                raise
+            print(f"  without the caps its server fails ({exc}): the caps "
+                  f"({', '.join(caps)}) are still needed")
+            return
+        if caps:
+            print(f"  without the caps its server starts: the caps ({', '.join(caps)}) may go "
+                  f"(delete their lines in {CAPS.name}, then `make lock`)")
+
+    def ls_resolve() -> None:
+        state["ls"] = fresh_venv(work / "venv-ls", ["-r", str(HERE / "label-studio.in"),
+                                                    "-c", str(CAPS)], "label-studio")
+        report_changes(state["ls"], HERE / "label-studio.lock", "label-studio", ignore={"pip"})
 
     out = [("ripu: resolve afresh", ripu_resolve),
            ("ripu: smoke", lambda: ripu_smoke(state["ripu"], work))]
     if label_studio:
-        out += [("label-studio: resolve afresh", ls_resolve),
-                ("label-studio: server /health", lambda: label_studio_smoke(state["ls"], work))]
+        out += [("label-studio: resolve afresh without the caps", ls_uncapped),
+                ("label-studio: resolve afresh with the caps", ls_resolve),
+                ("label-studio: people round trip",
+                 lambda: people_round_trip(state["ripu"], state["ls"], work))]
     return out
+
+
+def held_caps() -> list[str]:
+    """The packages ``label-studio-caps.txt`` caps."""
+    return re.findall(r"^([A-Za-z0-9._-]+)\s*<", CAPS.read_text(), re.MULTILINE)
 
 
 def main(argv: list[str] | None = None) -> int:

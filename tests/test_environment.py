@@ -65,6 +65,17 @@ def test_drift_lists_changed_added_and_removed_packages():
                                             "e: absent -> 0.1"]
 
 
+def test_drift_round_trip_speaks_ripus_waiting_status_and_reads_the_caps():
+    from ripu.annotate import WAITING_STATUS
+
+    assert drift.WAITING_STATUS == WAITING_STATUS  # drift.py runs without ripu installed
+    assert drift.ANNOTATOR.is_file()
+    assert drift.held_caps() == ["sentry-sdk"]
+    assert drift.TINY_TRIAL["active.rounds"] == 2  # the round trip answers two rounds
+    names = [name for name, _ in drift.steps(Path("/nowhere"), label_studio=True)]
+    assert names[-1] == "label-studio: people round trip"
+
+
 def test_environment_tags_name_the_lock_and_versions(monkeypatch):
     monkeypatch.delenv("RIPU_LOCK_SHA256", raising=False)
     tags = environment_tags()
