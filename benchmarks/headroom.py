@@ -6,6 +6,7 @@ usage:
   python benchmarks/headroom.py data VARIANT OUT        # VARIANT: no_weather | zoom | textures
   python benchmarks/headroom.py wide ripu ARGS...       # `ripu ARGS...` with widths 32-64-128
   python benchmarks/headroom.py wide warmup            # the warm-up stage, into ./models
+  python benchmarks/headroom.py wide4 ripu|warmup ...  # the same, 4x wider (64-128-256)
 
 Every variant keeps version 5's source (so version 5's warm-up stays valid for the data
 variants) and changes the target only; `ripu train ... -S data.target_root=OUT/target` trains
@@ -25,7 +26,12 @@ import numpy as np
 import ripu.data.synthetic_scene as scene
 from ripu.data.synthetic import generate
 
-WIDE = {"widths": (32, 64, 128), "decoder_channels": 64}  # version 5: (16, 32, 64), 32
+WIDTHS, DECODER = (16, 32, 64), 32  # version 5's small network
+
+
+def wider(factor: int) -> dict:
+    """The small network's channel widths times ``factor``."""
+    return {"widths": tuple(factor * w for w in WIDTHS), "decoder_channels": factor * DECODER}
 
 
 def textured(capture):
@@ -74,12 +80,12 @@ def data(variant: str, out: str) -> None:
              width=256, target="variant", progress=False)
 
 
-def wide(args: list[str]) -> int:
-    """Run ``ripu`` or the warm-up stage with the small network 2x wider."""
+def wide(args: list[str], factor: int) -> int:
+    """Run ``ripu`` or the warm-up stage with the small network ``factor`` times wider."""
     import ripu.models.small as small
     defaults = dict(zip(small.SmallSegNet.__init__.__code__.co_varnames[2:6],
                         small.SmallSegNet.__init__.__defaults__, strict=True))
-    small.SmallSegNet.__init__.__defaults__ = tuple({**defaults, **WIDE}.values())
+    small.SmallSegNet.__init__.__defaults__ = tuple({**defaults, **wider(factor)}.values())
     if args[0] == "warmup":
         from pipelines.warmup import run
         from ripu.config import load_config
@@ -93,13 +99,14 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["data"] and len(argv) == 3 and argv[1] in VARIANTS:
         data(argv[1], argv[2])
         return 0
-    if argv[:1] == ["wide"] and argv[1:2] in (["ripu"], ["warmup"]):
-        return wide(argv[1:])
+    factors = {"wide": 2, "wide4": 4}
+    if argv[:1] and argv[0] in factors and argv[1:2] in (["ripu"], ["warmup"]):
+        return wide(argv[1:], factors[argv[0]])
     if argv[:1] in (["-h"], ["--help"]):
         print(__doc__)
         return 0
-    print(f"headroom: expected `data VARIANT OUT` (VARIANT: {', '.join(VARIANTS)}) or `wide "
-          f"ripu ARGS...` or `wide warmup`, got {' '.join(argv) or 'nothing'}", file=sys.stderr)
+    print(f"headroom: expected `data VARIANT OUT` (VARIANT: {', '.join(VARIANTS)}) or `wide|wide4 "
+          f"ripu ARGS...` or `wide|wide4 warmup`, got {' '.join(argv) or 'nothing'}", file=sys.stderr)
     return 2
 
 
