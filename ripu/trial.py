@@ -18,6 +18,7 @@ from ripu.environment import environment_tags, git_revision
 from ripu.kinds import get_kind
 from ripu.record_names import (
     BUDGET_TAG,
+    FINAL,
     GIT_REVISION_TAG,
     KIND_TAG,
     MIOU,
@@ -80,6 +81,15 @@ def miou_metrics(summary: Mapping[str, Any]) -> dict[str, float]:
     """The mIoU values of an evaluation summary or results (``miou``, ``miou13``)."""
     return {k: float(v) for k, v in summary.items()
             if k.startswith(MIOU) and isinstance(v, float)}
+
+
+def final_summary(results: Mapping[str, Any]) -> dict[str, float]:
+    """A finished trial's headline metrics from its results: ``final/miou`` (and
+    ``final/miou13``), ``final/labelled_fraction``, ``final/seconds``: what its MLflow run
+    logs and what it reports to Ray Tune."""
+    values = {**miou_metrics(results), **{k: results[k] for k in ("labelled_fraction", "seconds")
+                                         if k in results}}
+    return {FINAL + k: v for k, v in values.items()}
 
 
 def revision() -> str:

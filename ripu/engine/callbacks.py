@@ -13,7 +13,6 @@ from ripu.confusion_image import save_confusion_image
 from ripu.engine.trial_dir import RUN_ID_FILE, TrialDir
 from ripu.record_names import (
     ACQ,
-    FINAL,
     FINAL_IOU,
     FINAL_ITERATIONS,
     LABELLED_BOUNDARY_PX,
@@ -22,7 +21,7 @@ from ripu.record_names import (
     VAL,
 )
 from ripu.tracking import Tracker, check_tracking, retry_for
-from ripu.trial import miou_metrics, trial_tags
+from ripu.trial import final_summary, miou_metrics, trial_tags
 
 if TYPE_CHECKING:  # annotations only
     from ripu.engine.evaluate import EvalResult
@@ -147,9 +146,7 @@ class TrackingCallback(Callback):
         self.tracker.flush(files=False)
 
     def on_end(self, trainer: Trainer, results: dict[str, Any], result: EvalResult) -> None:
-        metrics = {f"{FINAL}{k}": v for k, v in {**miou_metrics(results),
-                   "labelled_fraction": results["labelled_fraction"],
-                   "seconds": results["seconds"]}.items()}
+        metrics = final_summary(results)
         metrics.update({f"{FINAL_IOU}{name.replace(' ', '_')}": v
                         for name, v in results["iou"].items()})
         for key, prefix in (("labelled_pixels", LABELLED_PX), ("target_pixels", TARGET_PX)):

@@ -25,8 +25,8 @@ from typing import Any
 
 from ripu.config import Config
 from ripu.engine.trial_dir import TrialDir
-from ripu.record_names import FINAL, FINAL_MIOU, ITERATION, MIOU, START_SHA256_TAG, VAL
-from ripu.trial import miou_metrics
+from ripu.record_names import FINAL_MIOU, ITERATION, MIOU, START_SHA256_TAG, VAL
+from ripu.trial import final_summary, miou_metrics
 
 
 class Plan(enum.Enum):
@@ -70,9 +70,5 @@ def same_start(run: Any | None, start: str | None) -> bool:
 
 def final_metrics(results: dict[str, Any]) -> dict[str, Any]:
     """The metrics a finished trial reports to Ray Tune, from its results.json."""
-    mious = miou_metrics(results)
-    out = {f"{FINAL}{k}": v for k, v in results.items() if k in ("labelled_fraction", "seconds")}
-    out.update({f"{FINAL}{k}": v for k, v in mious.items()})
-    out.update({f"{VAL}{k}": v for k, v in mious.items()})
-    out[ITERATION] = results.get("iterations", 0)
-    return out
+    return {**final_summary(results), **{VAL + k: v for k, v in miou_metrics(results).items()},
+            ITERATION: results.get("iterations", 0)}
