@@ -22,6 +22,7 @@ import json
 import os
 import re
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -30,6 +31,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -125,37 +127,60 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class LabelStudio(NamedTuple):
+    """A running Label Studio server and its first user (``token``: the user's API token)."""
+
+    url: str
+    token: str
+    email: str
+    password: str
+
+
 @contextlib.contextmanager
-def label_studio_server(python: Path, work: Path, what: str, wait: float = 300
-                        ) -> Iterator[tuple[str, str]]:
-    """A Label Studio server of ``python``'s venv on a free loopback port, its first user's
-    API token set at start-up; yields ``(url, token)`` once ``/health`` answers."""
-    port, token, data = free_port(), secrets.token_hex(20), work / f"{what}-data"
+def label_studio_server(binary: Path, data: Path, what: str = "label-studio",
+                        email: str = "drift@example.com", wait: float = 300
+                        ) -> Iterator[LabelStudio]:
+    """``label-studio start`` (``binary``) as its users start it, on a free loopback port with
+    the data folder ``data`` (its log: ``data/server.log``), the first user and API token set
+    at start-up; yields it once ``/health`` answers, then stops its whole process group.
+    The drift check's servers and the test suite's (tests/annotate/conftest.py) start here."""
+    port = free_port()
+    server = LabelStudio(f"http://127.0.0.1:{port}", secrets.token_hex(20), email,
+                         secrets.token_urlsafe(12))
     data.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "LABEL_STUDIO_USERNAME": "drift@example.com",
-           "LABEL_STUDIO_PASSWORD": secrets.token_urlsafe(12), "LABEL_STUDIO_USER_TOKEN": token,
+    env = {**os.environ, "LABEL_STUDIO_USERNAME": server.email,
+           "LABEL_STUDIO_PASSWORD": server.password, "LABEL_STUDIO_USER_TOKEN": server.token,
            "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true", "LABEL_STUDIO_BASE_DATA_DIR": str(data)}
-    log_path = work / f"{what}.log"
-    url = f"http://127.0.0.1:{port}"
+    log_path = data / "server.log"
     with log_path.open("w") as log:
-        server = subprocess.Popen(  # noqa: S603
-            [str(python.parent / "label-studio"), "start", "--no-browser", "--internal-host",
-             "127.0.0.1", "--port", str(port), "--data-dir", str(data)],
-            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=data)
+        process = subprocess.Popen(  # noqa: S603
+            [str(binary), "start", "--no-browser", "--internal-host", "127.0.0.1", "--port",
+             str(port), "--data-dir", str(data)],
+            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=data, start_new_session=True)
         try:
             deadline = time.monotonic() + wait
-            while not _answers(url + "/health"):
-                if server.poll() is not None:
+            while not _answers(server.url + "/health"):
+                if process.poll() is not None:
                     lines = log_path.read_text().strip().splitlines()
-                    raise StepFailed(f"{what}: server exited {server.returncode}: "
+                    raise StepFailed(f"{what}: server exited {process.returncode}: "
                                      f"{lines[-1] if lines else 'no output'}")
                 if time.monotonic() > deadline:
                     raise StepFailed(f"{what}: /health did not answer in {wait:.0f} s")
                 time.sleep(2)
-            yield url, token
+            yield server
         finally:
-            server.terminate()
-            server.wait(timeout=30)
+            _stop(process)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """SIGTERM to the process group of ``process``, SIGKILL when it outlives 30 s."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def _answers(url: str) -> bool:
@@ -186,7 +211,8 @@ def people_round_trip(ripu_python: Path, ls_python: Path, work: Path) -> None:
     data, trial, truth = work / "data", work / "people-trial", work / "truth.npz"
     run([str(ripu_python), "-c", TRUTH_SCRIPT, str(data / "target"), str(truth)],
         "people round trip: ground truth")
-    with label_studio_server(ls_python, work, "label-studio") as (url, token):
+    with label_studio_server(ls_python.parent / "label-studio", work / "label-studio") as server:
+        url, token = server.url, server.token
         env = {**os.environ, "LABEL_STUDIO_TOKEN": token}
         sets = TINY_TRIAL | {"data.source_root": data / "source",
                              "data.target_root": data / "target",
@@ -225,7 +251,8 @@ def steps(work: Path, label_studio: bool) -> list[tuple[str, Callable[[], None]]
                        ignore={"pip"})
         caps = held_caps()
         try:
-            with label_studio_server(python, work, "label-studio-uncapped"):
+            with label_studio_server(python.parent / "label-studio",
+                                     work / "label-studio-uncapped", "label-studio-uncapped"):
                 pass
         except StepFailed as exc:
             if not caps:

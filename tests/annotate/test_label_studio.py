@@ -23,7 +23,8 @@ from ripu.config import apply_overrides
 from ripu.engine.build import build_datasets
 from ripu.engine.trainer import run_trial
 from ripu.engine.trial_dir import TrialDir
-from tests.annotate.conftest import REPO, annotate, free_port
+from ripu.tracking import free_port
+from tests.annotate.conftest import REPO, annotate
 from tests.conftest import tiny_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
