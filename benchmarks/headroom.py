@@ -105,8 +105,9 @@ def main(argv: list[str]) -> int:
     if argv[:1] in (["-h"], ["--help"]):
         print(__doc__)
         return 0
-    print(f"headroom: expected `data VARIANT OUT` (VARIANT: {', '.join(VARIANTS)}) or `wide|wide4 "
-          f"ripu ARGS...` or `wide|wide4 warmup`, got {' '.join(argv) or 'nothing'}", file=sys.stderr)
+    print(f"headroom: expected `data VARIANT OUT` (VARIANT: {', '.join(VARIANTS)}) or "
+          f"`wide|wide4 ripu ARGS...` or `wide|wide4 warmup`, got "
+          f"{' '.join(argv) or 'nothing'}", file=sys.stderr)
     return 2
 
 

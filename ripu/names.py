@@ -3,8 +3,8 @@
 Configs check ``model.backbone``, ``data.source``, ``data.target`` and ``active.strategy``
 (and trial names the strategy's mode) against these, so loading a params file imports no
 torch. Each tuple lists exactly its registry's keys (tests/test_config.py checks it): add a
-backbone, dataset or strategy to its registry and its name here. Trial kinds and architectures need no copy:
-``ripu.kinds`` and ``ripu.archs`` are torch-free.
+backbone, dataset or strategy to its registry and its name here. Trial kinds and
+architectures need no copy: ``ripu.kinds`` and ``ripu.archs`` are torch-free.
 """
 
 from __future__ import annotations

@@ -241,4 +241,3 @@ def test_ints_become_floats_for_numbers():
     cfg = config_from_dict({"optim": {"lr": 1}, "active": {"round_at": [0, 0.5], "rounds": 2}})
     assert type(cfg.optim.lr) is float and [type(r) for r in cfg.active.round_at] == [float] * 2
     assert params_hash(cfg) == params_hash(config_from_dict(to_dict(cfg)))
-

@@ -53,9 +53,9 @@ def validate_inputs(trials: Sequence[Trial], inits: dict[str, str | None]) -> No
     """Fail before Ray starts (RipuError naming the key or trial) when a trial could never
     run, from configs and file headers only: its init checkpoint's architecture, backbone and
     classes; its device's name (a CUDA device may exist on the cluster's nodes though not
-    on the driver's); who labels its rounds; its weights file; its datasets' layout and complete files. Builds no
-    trainer, decodes no data and calls no server: the trials check labels, weights' shapes
-    and a people server themselves, before training."""
+    on the driver's); who labels its rounds; its weights file; its datasets' layout and
+    complete files. Builds no trainer, decodes no data and calls no server: the trials check
+    labels, weights' shapes and a people server themselves, before training."""
     check_inits(trials, inits)  # architecture, backbone, classes: one line naming the trial
     checked = set()
     for trial in trials:
